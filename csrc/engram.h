@@ -1,0 +1,285 @@
+/*
+ * engram.h -- the whole C kernel API of engram.
+ *
+ * Plain C11, no Python.h: every kernel here can be built into a plain C
+ * program (tests/c/ builds one, cross-compiled for arm64 and run under
+ * qemu-user).  csrc/module.c is the only file that knows about Python.
+ *
+ * Conventions
+ *   - Functions that can fail return engram_status; on failure a message
+ *     for the user is left in engram_last_error() (per thread).
+ *   - Strides are in elements unless a name ends in _bytes.
+ *   - Scratch memory comes from the calling thread's arena (engram_arena),
+ *     which the caller resets after the call.
+ */
+#ifndef ENGRAM_H
+#define ENGRAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ENGRAM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define ENGRAM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define ENGRAM_LIKELY(x) (x)
+#define ENGRAM_UNLIKELY(x) (x)
+#endif
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define ENGRAM_X86_64 1
+#endif
+#if defined(__aarch64__)
+#define ENGRAM_ARM64 1
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Status                                                              */
+/* ------------------------------------------------------------------ */
+
+typedef enum engram_status {
+    ENGRAM_OK = 0,
+    ENGRAM_ERR_NOMEM = 1, /* arena overflow with overflow="raise", or malloc failed */
+    ENGRAM_ERR_VALUE = 2  /* a value the kernel found invalid (message says which) */
+} engram_status;
+
+/* Message of this thread's last failure ("" if none). */
+const char *engram_last_error(void);
+/* Record a failure message for this thread and return status. */
+engram_status engram_fail(engram_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ------------------------------------------------------------------ */
+/* Kernel primitive tables, one per kernel and SIMD level.             */
+/* Each kernel section below adds its function pointers; every level   */
+/* fills every pointer (a level without a specialised version points   */
+/* at the scalar one).                                                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct engram_similarity_ops engram_similarity_ops;
+typedef struct engram_spread_ops engram_spread_ops;
+typedef struct engram_decay_ops engram_decay_ops;
+
+/* ------------------------------------------------------------------ */
+/* SIMD levels and run-time dispatch (dispatch.c)                      */
+/* ------------------------------------------------------------------ */
+
+typedef enum engram_level {
+    ENGRAM_LEVEL_SCALAR = 0,
+    ENGRAM_LEVEL_AVX2 = 1,   /* AVX2 + FMA */
+    ENGRAM_LEVEL_AVX512 = 2, /* AVX-512 F, BW, DQ, VL */
+    ENGRAM_LEVEL_NEON = 3,   /* arm64 Advanced SIMD */
+    ENGRAM_LEVEL_COUNT = 4
+} engram_level;
+
+const char *engram_level_name(engram_level level);
+/* -1 if the name is not a level. */
+int engram_level_from_name(const char *name);
+/* Bit (1u << level) set for each level the CPU and OS support. */
+unsigned engram_levels_detected(void);
+/* Bit set for each level this build contains. */
+unsigned engram_levels_compiled(void);
+/* The best level that is both detected and compiled. */
+engram_level engram_level_best(void);
+engram_level engram_level_active(void);
+/* Make `level` active for every kernel; -1 if not detected and compiled. */
+int engram_level_select(engram_level level);
+/*
+ * Select the level once at start-up.  `cap` is the value of ENGRAM_SIMD
+ * (NULL or "" for no cap).  An unknown or unavailable value selects the
+ * best level and writes a one-line warning into `warning` (else "").
+ */
+void engram_dispatch_init(const char *cap, char *warning, size_t warning_size);
+
+/* The active tables (never NULL after engram_dispatch_init). */
+extern const engram_similarity_ops *engram_similarity_active;
+extern const engram_spread_ops *engram_spread_active;
+extern const engram_decay_ops *engram_decay_active;
+
+static inline const engram_similarity_ops *engram_similarity(void) {
+    return __atomic_load_n(&engram_similarity_active, __ATOMIC_ACQUIRE);
+}
+static inline const engram_spread_ops *engram_spread(void) {
+    return __atomic_load_n(&engram_spread_active, __ATOMIC_ACQUIRE);
+}
+static inline const engram_decay_ops *engram_decay(void) {
+    return __atomic_load_n(&engram_decay_active, __ATOMIC_ACQUIRE);
+}
+
+/* Tables per level, defined in the kernel's file (scalar) or csrc/simd/. */
+extern const engram_similarity_ops engram_similarity_ops_scalar;
+extern const engram_spread_ops engram_spread_ops_scalar;
+extern const engram_decay_ops engram_decay_ops_scalar;
+#if defined(ENGRAM_X86_64)
+extern const engram_similarity_ops engram_similarity_ops_avx2;
+extern const engram_spread_ops engram_spread_ops_avx2;
+extern const engram_decay_ops engram_decay_ops_avx2;
+extern const engram_similarity_ops engram_similarity_ops_avx512;
+extern const engram_spread_ops engram_spread_ops_avx512;
+extern const engram_decay_ops engram_decay_ops_avx512;
+#endif
+#if defined(ENGRAM_ARM64)
+extern const engram_similarity_ops engram_similarity_ops_neon;
+extern const engram_spread_ops engram_spread_ops_neon;
+extern const engram_decay_ops engram_decay_ops_neon;
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Thread-local bump arena (arena.c)                                   */
+/* ------------------------------------------------------------------ */
+
+#define ENGRAM_ARENA_ALIGN 64
+#define ENGRAM_ARENA_DEFAULT_SIZE ((size_t)2 << 20)
+#define ENGRAM_ARENA_MIN_SIZE ((size_t)64 << 10)
+#define ENGRAM_ARENA_MAX_SIZE ((size_t)1 << 30)
+
+typedef enum engram_overflow {
+    ENGRAM_OVERFLOW_HEAP = 0, /* fall back to malloc, freed at reset, counted */
+    ENGRAM_OVERFLOW_RAISE = 1 /* fail with ENGRAM_ERR_NOMEM */
+} engram_overflow;
+
+typedef struct engram_arena engram_arena;
+
+typedef struct engram_arena_stats {
+    uint64_t thread_id;  /* pthread_self() of the owner == threading.get_ident() */
+    uint64_t capacity;   /* bytes of the arena's block (0 until first use) */
+    uint64_t in_use;     /* bytes handed out since the last reset, overflow included */
+    uint64_t high_water; /* largest in_use seen */
+    uint64_t allocations;
+    uint64_t overflows;      /* allocations served from the heap */
+    uint64_t overflow_bytes; /* bytes of those allocations */
+    uint64_t resets;
+} engram_arena_stats;
+
+/* This thread's arena, created on first use; NULL only if out of memory. */
+engram_arena *engram_arena_get(void);
+/* 64-byte-aligned scratch; NULL (with engram_last_error set) on failure. */
+void *engram_arena_alloc(engram_arena *arena, size_t bytes);
+/* Release everything allocated since the last reset (heap overflow too). */
+void engram_arena_reset(engram_arena *arena);
+
+/* Process-wide configuration; capacity takes effect at each arena's next reset. */
+int engram_arena_configure(size_t capacity, engram_overflow overflow, int zero_on_reset);
+void engram_arena_get_config(size_t *capacity, engram_overflow *overflow, int *zero_on_reset);
+/*
+ * Parse "2M", "4MiB", "512k", "1048576", "1G" into bytes.  Returns 0 and
+ * writes a message into `error` if the text is not a size in
+ * [ENGRAM_ARENA_MIN_SIZE, ENGRAM_ARENA_MAX_SIZE].
+ */
+size_t engram_arena_parse_size(const char *text, char *error, size_t error_size);
+/*
+ * Stats of every live arena (up to `max` of them into `per_thread`) and
+ * the total over live and exited threads.  Returns the number of live arenas.
+ */
+size_t engram_arena_collect_stats(engram_arena_stats *per_thread, size_t max,
+                                  engram_arena_stats *total);
+void engram_arena_reset_stats(void);
+/* Number of arenas whose memory is currently allocated (for leak tests). */
+size_t engram_arena_live_count(void);
+
+/* Copy a strided 2-D block of `elsize`-byte elements into contiguous rows. */
+void engram_copy_2d(void *dst, const void *src, size_t rows, size_t cols, size_t elsize,
+                    ptrdiff_t row_stride_bytes, ptrdiff_t col_stride_bytes);
+/*
+ * Rows whose elements are contiguous: `data` itself when col_stride_bytes
+ * == elsize (any row stride: zero-copy), else one copy into the arena.
+ * Sets *row_stride_out (bytes); NULL with engram_last_error set on failure.
+ */
+const void *engram_rows_contiguous(engram_arena *arena, const void *data, size_t rows,
+                                   size_t cols, size_t elsize, ptrdiff_t row_stride_bytes,
+                                   ptrdiff_t col_stride_bytes, ptrdiff_t *row_stride_out);
+
+/* ------------------------------------------------------------------ */
+/* Threads (parallel.c)                                                */
+/* ------------------------------------------------------------------ */
+
+/* Cores this process may run on (sched_getaffinity), at least 1. */
+unsigned engram_cpu_count(void);
+/* Default for threads=None when work is large (ENGRAM_NUM_THREADS / set_num_threads). */
+unsigned engram_default_threads(void);
+void engram_set_default_threads(unsigned n);
+/*
+ * Threads for one call: `requested` > 0 is taken as is (capped at 256),
+ * 0 means automatic: 1 below `parallel_threshold` units of work, else the
+ * default.  Never more than `max_useful` (e.g. the number of rows).
+ */
+unsigned engram_threads_for(int requested, size_t work, size_t parallel_threshold,
+                            size_t max_useful);
+
+typedef void (*engram_task_fn)(void *ctx, unsigned worker, unsigned n_workers);
+/*
+ * Run fn(ctx, w, n) for w in 0..n-1, the caller being worker 0, and return
+ * when all are done.  Worker threads beyond the cores not already busy with
+ * engram work are not started: their share runs on the caller instead, so
+ * many Python threads asking for threads=2 do not oversubscribe the cores.
+ * Safe after fork(): no pool is kept between calls.
+ */
+void engram_parallel(unsigned n, engram_task_fn fn, void *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Monitoring (stats.c)                                                */
+/* ------------------------------------------------------------------ */
+
+typedef enum engram_kernel_id {
+    ENGRAM_KERNEL_COSINE_SIMILARITY = 0,
+    ENGRAM_KERNEL_NORMALIZE,
+    ENGRAM_KERNEL_TOP_K,
+    ENGRAM_KERNEL_SPREAD,
+    ENGRAM_KERNEL_DECAY,
+    ENGRAM_KERNEL_COUNT
+} engram_kernel_id;
+
+typedef struct engram_kernel_stats {
+    uint64_t calls;
+    uint64_t total_ns;
+    uint64_t last_ns;
+    uint64_t elements;
+} engram_kernel_stats;
+
+const char *engram_kernel_name(engram_kernel_id id);
+int engram_stats_enabled(void);
+void engram_stats_enable(int on);
+uint64_t engram_now_ns(void);
+void engram_stats_record(engram_kernel_id id, uint64_t ns, uint64_t elements);
+void engram_stats_get(engram_kernel_id id, engram_kernel_stats *out);
+void engram_stats_clear(void);
+
+/* ==================================================================== */
+/* Kernels.  Each section: its primitive table and its entry points.     */
+/* ==================================================================== */
+
+/* ---- similarity (similarity.c, simd/) ------------------------------- */
+
+struct engram_similarity_ops {
+    const char *level;
+};
+
+/* ---- end similarity ------------------------------------------------- */
+
+/* ---- spread (spread.c, simd/) --------------------------------------- */
+
+struct engram_spread_ops {
+    const char *level;
+};
+
+/* ---- end spread ----------------------------------------------------- */
+
+/* ---- decay (decay.c, simd/) ----------------------------------------- */
+
+struct engram_decay_ops {
+    const char *level;
+};
+
+/* ---- end decay ------------------------------------------------------ */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ENGRAM_H */

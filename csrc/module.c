@@ -1,0 +1,925 @@
+/*
+ * engram._core: the CPython/NumPy binding.
+ *
+ * This file parses arguments, validates arrays, releases the GIL around
+ * kernels and turns their status into exceptions.  It does no arithmetic:
+ * everything numeric lives behind csrc/engram.h.
+ *
+ * Public kernels are METH_FASTCALL functions that read NumPy buffers in
+ * place.  One flag, `slow_path`, is set while anything needs more than the
+ * plain call (stats, the reference backend, a per-thread backend override);
+ * when it is clear a call pays one predictable branch for all of them.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#define NPY_TARGET_VERSION NPY_1_25_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "engram.h"
+
+/* Shared helpers not every build of the kernel sections uses. */
+#define UNUSED_OK __attribute__((unused))
+
+/* ------------------------------------------------------------------ */
+/* Module state                                                         */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    /* reference implementation of each kernel, set by engram/__init__.py */
+    PyObject *reference[ENGRAM_KERNEL_COUNT];
+} module_state;
+
+static inline module_state *get_state(PyObject *module) {
+    return (module_state *)PyModule_GetState(module);
+}
+
+enum { BACKEND_C = 0, BACKEND_REFERENCE = 1 };
+static const char *const backend_names[] = {"c", "reference"};
+
+/* Process-wide switches; written with the GIL held. */
+static int global_backend = BACKEND_C;
+static int threads_overriding = 0;         /* threads with a backend override */
+static __thread int thread_backend = -1;   /* -1: follow global_backend */
+static int slow_path = 0;
+
+static void update_slow_path(void) {
+    slow_path = engram_stats_enabled() || global_backend != BACKEND_C || threads_overriding > 0;
+}
+
+static int current_backend(void) {
+    return thread_backend >= 0 ? thread_backend : global_backend;
+}
+
+/* ------------------------------------------------------------------ */
+/* Argument parsing (METH_FASTCALL | METH_KEYWORDS)                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Fill values[i] (borrowed, NULL if absent) for names[i].  The first
+ * `max_positional` names may be given positionally, the rest only by
+ * keyword; the first `required` must be present.
+ */
+UNUSED_OK static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, const char *const *names, int n_names,
+                      int max_positional, int required, PyObject **values) {
+    for (int i = 0; i < n_names; i++) values[i] = NULL;
+    if (nargs > max_positional) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d positional argument%s (%zd given)",
+                     fname, max_positional, max_positional == 1 ? "" : "s", nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) values[i] = args[i];
+    if (kwnames) {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t k = 0; k < nkw; k++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+            int found = -1;
+            for (int i = 0; i < n_names; i++) {
+                if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0) {
+                    found = i;
+                    break;
+                }
+            }
+            if (found < 0) {
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+                             fname, key);
+                return -1;
+            }
+            if (values[found]) {
+                PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+                             fname, names[found]);
+                return -1;
+            }
+            values[found] = args[nargs + k];
+        }
+    }
+    for (int i = 0; i < required; i++) {
+        if (values[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* threads=None -> 0 (automatic), a positive int -> itself. */
+UNUSED_OK static int parse_threads(const char *fname, PyObject *obj, int *threads) {
+    *threads = 0;
+    if (obj == NULL || obj == Py_None) return 0;
+    if (!PyLong_Check(obj) || PyBool_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s(): threads must be None or a positive int, got %.100s",
+                     fname, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    long n = PyLong_AsLong(obj);
+    if (n == -1 && PyErr_Occurred()) return -1;
+    if (n < 1 || n > 256) {
+        PyErr_Format(PyExc_ValueError, "%s(): threads must be None or in 1..256, got %ld", fname,
+                     n);
+        return -1;
+    }
+    *threads = (int)n;
+    return 0;
+}
+
+/* A Python float (or int) parameter. */
+UNUSED_OK static int parse_double(const char *fname, const char *argname, PyObject *obj, double *out) {
+    if (PyFloat_CheckExact(obj)) {
+        *out = PyFloat_AS_DOUBLE(obj);
+        return 0;
+    }
+    if (PyBool_Check(obj) || !(PyFloat_Check(obj) || PyLong_Check(obj) || PyIndex_Check(obj) ||
+                               PyArray_IsScalar(obj, Floating))) {
+        PyErr_Format(PyExc_TypeError, "%s(): %s must be a real number, got %.100s", fname, argname,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *out = PyFloat_AsDouble(obj);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* One of `choices` (a NULL-terminated list); returns its index or -1. */
+UNUSED_OK static int parse_choice(const char *fname, const char *argname, PyObject *obj,
+                        const char *const *choices) {
+    if (PyUnicode_Check(obj)) {
+        for (int i = 0; choices[i]; i++)
+            if (PyUnicode_CompareWithASCIIString(obj, choices[i]) == 0) return i;
+    }
+    PyObject *expected = PyUnicode_FromString("");
+    for (int i = 0; expected && choices[i]; i++) {
+        PyObject *joined = PyUnicode_FromFormat("%U%s'%s'", expected, i ? ", " : "", choices[i]);
+        Py_SETREF(expected, joined);
+    }
+    if (expected) {
+        PyErr_Format(PyUnicode_Check(obj) ? PyExc_ValueError : PyExc_TypeError,
+                     "%s(): %s must be one of %U, got %R", fname, argname, expected, obj);
+        Py_DECREF(expected);
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Arrays                                                               */
+/* ------------------------------------------------------------------ */
+
+/* "int64 array of shape (3, 4) and strides (32, 8)" */
+static PyObject *describe_array(PyArrayObject *arr) {
+    int nd = PyArray_NDIM(arr);
+    PyObject *shape = PyTuple_New(nd), *strides = PyTuple_New(nd), *text = NULL;
+    if (shape && strides) {
+        for (int i = 0; i < nd; i++) {
+            PyTuple_SET_ITEM(shape, i, PyLong_FromSsize_t(PyArray_DIM(arr, i)));
+            PyTuple_SET_ITEM(strides, i, PyLong_FromSsize_t(PyArray_STRIDE(arr, i)));
+        }
+        PyObject *dtype = PyObject_Str((PyObject *)PyArray_DESCR(arr));
+        if (dtype)
+            text = PyUnicode_FromFormat("%U array of shape %R and strides %R", dtype, shape,
+                                        strides);
+        Py_XDECREF(dtype);
+    }
+    Py_XDECREF(shape);
+    Py_XDECREF(strides);
+    return text;
+}
+
+static void raise_about_array(PyObject *exc, const char *fname, const char *argname,
+                              const char *expected, PyArrayObject *arr) {
+    PyObject *desc = describe_array(arr);
+    if (desc) {
+        PyErr_Format(exc, "%s(): %s must be %s, got %U", fname, argname, expected, desc);
+        Py_DECREF(desc);
+    }
+}
+
+/*
+ * An input array read in place.  `arr` is the caller's array when it is
+ * already a native, aligned float32/float64 ndarray (borrowed, no new
+ * reference: the hot path), or a converted copy held in `owned`.
+ */
+typedef struct {
+    PyArrayObject *arr;
+    PyObject *owned;
+} array_in;
+
+UNUSED_OK static void array_in_release(array_in *a) {
+    Py_CLEAR(a->owned);
+    a->arr = NULL;
+}
+
+/* Accepted element types: bit (1 << NPY_FLOAT) etc. */
+#define ACCEPT_FLOATS ((1u << NPY_FLOAT) | (1u << NPY_DOUBLE))
+
+static const char *accepted_text(unsigned accept) {
+    if (accept == ACCEPT_FLOATS) return "a float32 or float64 array";
+    if (accept == (1u << NPY_FLOAT)) return "a float32 array";
+    if (accept == (1u << NPY_DOUBLE)) return "a float64 array";
+    return "an array of a supported dtype";
+}
+
+/*
+ * Get `obj` as an array of one of the `accept` types with ndim in
+ * [min_ndim, max_ndim].  Anything array-like is accepted; non-native byte
+ * order or misalignment are converted once; any other dtype is a TypeError
+ * naming the argument and what came.
+ */
+UNUSED_OK static int get_array(const char *fname, const char *argname, PyObject *obj, unsigned accept,
+                     int min_ndim, int max_ndim, array_in *out) {
+    out->arr = NULL;
+    out->owned = NULL;
+    PyArrayObject *arr;
+    if (PyArray_Check(obj)) {
+        arr = (PyArrayObject *)obj;
+    } else {
+        PyObject *converted = PyArray_FromAny(obj, NULL, 0, 0, 0, NULL);
+        if (converted == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyObject *type, *value, *tb;
+                PyErr_Fetch(&type, &value, &tb);
+                PyErr_Format(PyExc_TypeError, "%s(): %s must be %s, got %.100s (%S)", fname,
+                             argname, accepted_text(accept), Py_TYPE(obj)->tp_name,
+                             value ? value : Py_None);
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(tb);
+            }
+            return -1;
+        }
+        out->owned = converted;
+        arr = (PyArrayObject *)converted;
+    }
+    int type = PyArray_TYPE(arr);
+    if (type < 0 || type >= 32 || !(accept & (1u << type))) {
+        raise_about_array(PyExc_TypeError, fname, argname, accepted_text(accept), arr);
+        goto fail;
+    }
+    int nd = PyArray_NDIM(arr);
+    if (nd < min_ndim || nd > max_ndim) {
+        char expected[64];
+        if (min_ndim == max_ndim)
+            snprintf(expected, sizeof expected, "%d-dimensional", min_ndim);
+        else
+            snprintf(expected, sizeof expected, "%d- to %d-dimensional", min_ndim, max_ndim);
+        raise_about_array(PyExc_ValueError, fname, argname, expected, arr);
+        goto fail;
+    }
+    if (!PyArray_ISNOTSWAPPED(arr) || !PyArray_ISALIGNED(arr)) {
+        PyObject *native = PyArray_FromArray(arr, PyArray_DescrFromType(type),
+                                             NPY_ARRAY_ALIGNED | NPY_ARRAY_NOTSWAPPED);
+        if (native == NULL) goto fail;
+        Py_XSETREF(out->owned, native);
+        arr = (PyArrayObject *)native;
+    }
+    out->arr = arr;
+    return 0;
+fail:
+    Py_CLEAR(out->owned);
+    return -1;
+}
+
+/* Convert an accepted input to float64 (for mixed float32/float64 calls). */
+UNUSED_OK static int promote_to_double(array_in *a) {
+    if (PyArray_TYPE(a->arr) == NPY_DOUBLE) return 0;
+    PyObject *converted = PyArray_FromArray(a->arr, PyArray_DescrFromType(NPY_DOUBLE), 0);
+    if (converted == NULL) return -1;
+    Py_XSETREF(a->owned, converted);
+    a->arr = (PyArrayObject *)converted;
+    return 0;
+}
+
+/* Product of sizes that must fit size_t (and a byte count of `elsize` each). */
+UNUSED_OK static int check_size(const char *fname, const char *what, size_t a, size_t b, size_t elsize) {
+    if (a != 0 && (b > SIZE_MAX / a || a * b > (SIZE_MAX / 2) / (elsize ? elsize : 1))) {
+        PyErr_Format(PyExc_ValueError, "%s(): %s of %zu x %zu elements overflows the address space",
+                     fname, what, a, b);
+        return -1;
+    }
+    return 0;
+}
+
+/* [lo, hi) bytes an array can touch. */
+static void array_extent(PyArrayObject *arr, char **lo, char **hi) {
+    char *start = PyArray_BYTES(arr), *end = start;
+    char *low = start;
+    for (int i = 0; i < PyArray_NDIM(arr); i++) {
+        npy_intp n = PyArray_DIM(arr, i), s = PyArray_STRIDE(arr, i);
+        if (n == 0) {
+            *lo = *hi = start;
+            return;
+        }
+        if (s > 0) end += s * (n - 1);
+        else low += s * (n - 1);
+    }
+    *lo = low;
+    *hi = end + PyArray_ITEMSIZE(arr);
+}
+
+static int arrays_overlap(PyArrayObject *a, PyArrayObject *b) {
+    char *alo, *ahi, *blo, *bhi;
+    array_extent(a, &alo, &ahi);
+    array_extent(b, &blo, &bhi);
+    return alo < bhi && blo < ahi && alo != ahi && blo != bhi;
+}
+
+/* Same memory, same layout: elementwise kernels may write in place. */
+static int arrays_identical_layout(PyArrayObject *a, PyArrayObject *b) {
+    if (PyArray_BYTES(a) != PyArray_BYTES(b) || PyArray_NDIM(a) != PyArray_NDIM(b) ||
+        PyArray_ITEMSIZE(a) != PyArray_ITEMSIZE(b))
+        return 0;
+    for (int i = 0; i < PyArray_NDIM(a); i++)
+        if (PyArray_DIM(a, i) != PyArray_DIM(b, i) ||
+            (PyArray_DIM(a, i) > 1 && PyArray_STRIDE(a, i) != PyArray_STRIDE(b, i)))
+            return 0;
+    return 1;
+}
+
+/*
+ * Validate a caller's `out`: an ndarray of exactly `type` and `shape`,
+ * writeable, aligned, native, with a contiguous last axis (any outer
+ * stride).  Borrowed reference in *out_arr.
+ */
+UNUSED_OK static int get_out(const char *fname, PyObject *obj, int type, int ndim, const npy_intp *shape,
+                   PyArrayObject **out_arr) {
+    *out_arr = NULL;
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s(): out must be a numpy.ndarray, got %.100s", fname,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyArrayObject *arr = (PyArrayObject *)obj;
+    char expected[160];
+    int pos = snprintf(expected, sizeof expected, "a writeable %s array of shape (",
+                       type == NPY_FLOAT ? "float32" : type == NPY_DOUBLE ? "float64" : "int64");
+    for (int i = 0; i < ndim && pos < (int)sizeof expected - 24; i++)
+        pos += snprintf(expected + pos, sizeof expected - pos, "%s%" NPY_INTP_FMT "%s",
+                        i ? ", " : "", shape[i], ndim == 1 ? "," : "");
+    snprintf(expected + pos, sizeof expected - pos, ")");
+    if (PyArray_TYPE(arr) != type || !PyArray_ISNOTSWAPPED(arr)) {
+        raise_about_array(PyExc_TypeError, fname, "out", expected, arr);
+        return -1;
+    }
+    int same_shape = PyArray_NDIM(arr) == ndim;
+    for (int i = 0; same_shape && i < ndim; i++) same_shape = PyArray_DIM(arr, i) == shape[i];
+    if (!same_shape) {
+        raise_about_array(PyExc_ValueError, fname, "out", expected, arr);
+        return -1;
+    }
+    if (!PyArray_ISWRITEABLE(arr)) {
+        raise_about_array(PyExc_ValueError, fname, "out", "writeable", arr);
+        return -1;
+    }
+    if (!PyArray_ISALIGNED(arr) ||
+        (ndim > 0 && shape[ndim - 1] > 1 &&
+         PyArray_STRIDE(arr, ndim - 1) != (npy_intp)PyArray_ITEMSIZE(arr))) {
+        raise_about_array(PyExc_ValueError, fname, "out",
+                          "aligned with a contiguous last axis", arr);
+        return -1;
+    }
+    *out_arr = arr;
+    return 0;
+}
+
+/* out must not share memory with an input (unless in_place_ok and laid out identically). */
+UNUSED_OK static int check_no_overlap(const char *fname, PyArrayObject *out, PyArrayObject *in,
+                            const char *in_name, int in_place_ok) {
+    if (in == NULL || out == NULL || !arrays_overlap(out, in)) return 0;
+    if (in_place_ok && arrays_identical_layout(out, in)) return 0;
+    PyErr_Format(PyExc_ValueError, "%s(): out overlaps %s in memory; pass a separate array%s",
+                 fname, in_name, in_place_ok ? " or exactly the same array" : "");
+    return -1;
+}
+
+/* Turn a kernel's failure into an exception. */
+static PyObject *raise_status(engram_status status) {
+    const char *msg = engram_last_error();
+    PyErr_SetString(status == ENGRAM_ERR_NOMEM ? PyExc_MemoryError : PyExc_ValueError,
+                    msg[0] ? msg : "engram kernel failed");
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Kernel entry points                                                  */
+/* ------------------------------------------------------------------ */
+
+typedef PyObject *(*kernel_impl)(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames, uint64_t *elements);
+
+/* Stats, the reference backend and overrides: everything but the plain call. */
+UNUSED_OK static PyObject *slow_call(PyObject *module, engram_kernel_id id, kernel_impl impl,
+                           PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    int stats = engram_stats_enabled();
+    uint64_t t0 = stats ? engram_now_ns() : 0, elements = 0;
+    PyObject *result;
+    if (current_backend() == BACKEND_REFERENCE) {
+        PyObject *ref = get_state(module)->reference[id];
+        if (ref == NULL) {
+            PyErr_Format(PyExc_RuntimeError, "no reference implementation of %s is registered",
+                         engram_kernel_name(id));
+            return NULL;
+        }
+        result = PyObject_Vectorcall(ref, args, nargsf, kwnames);
+        if (result && PyArray_Check(result)) elements = (uint64_t)PyArray_SIZE((PyArrayObject *)result);
+        else if (result) elements = 1;
+    } else {
+        result = impl(module, args, PyVectorcall_NARGS(nargsf), kwnames, &elements);
+    }
+    if (stats && result) engram_stats_record(id, engram_now_ns() - t0, elements);
+    return result;
+}
+
+#define KERNEL_ENTRY(pyname, kernel_id)                                                          \
+    static PyObject *pyname##_impl(PyObject *, PyObject *const *, Py_ssize_t, PyObject *,       \
+                                   uint64_t *);                                                  \
+    static PyObject *py_##pyname(PyObject *module, PyObject *const *args, Py_ssize_t nargs,      \
+                                 PyObject *kwnames) {                                            \
+        if (ENGRAM_UNLIKELY(slow_path))                                                          \
+            return slow_call(module, kernel_id, pyname##_impl, args, (size_t)nargs, kwnames);    \
+        uint64_t elements;                                                                       \
+        return pyname##_impl(module, args, nargs, kwnames, &elements);                           \
+    }
+
+/* ==== similarity ==== */
+
+/* ==== end similarity ==== */
+
+/* ==== spread ==== */
+
+/* ==== end spread ==== */
+
+/* ==== decay ==== */
+
+/* ==== end decay ==== */
+
+/* ------------------------------------------------------------------ */
+/* Dispatch, arena, stats, backends, threads                           */
+/* ------------------------------------------------------------------ */
+
+static PyObject *level_list(unsigned mask) {
+    PyObject *list = PyList_New(0);
+    for (int l = 0; list && l < ENGRAM_LEVEL_COUNT; l++) {
+        if (!(mask & (1u << l))) continue;
+        PyObject *name = PyUnicode_FromString(engram_level_name((engram_level)l));
+        if (name == NULL || PyList_Append(list, name) < 0) Py_CLEAR(list);
+        Py_XDECREF(name);
+    }
+    return list;
+}
+
+static PyObject *py_simd_info(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    PyObject *detected = level_list(engram_levels_detected());
+    PyObject *compiled = level_list(engram_levels_compiled());
+    PyObject *result = NULL;
+    if (detected && compiled)
+        result = Py_BuildValue("{sOsOss}", "detected", detected, "compiled", compiled, "active",
+                               engram_level_name(engram_level_active()));
+    Py_XDECREF(detected);
+    Py_XDECREF(compiled);
+    return result;
+}
+
+static PyObject *py_set_simd(PyObject *module, PyObject *name) {
+    (void)module;
+    const char *text = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+    if (text == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "SIMD level must be a str");
+        return NULL;
+    }
+    engram_level previous = engram_level_active();
+    int level = engram_level_from_name(text);
+    if (level < 0 || engram_level_select((engram_level)level) < 0) {
+        PyErr_Format(PyExc_ValueError, "SIMD level %R is not available here", name);
+        return NULL;
+    }
+    return PyUnicode_FromString(engram_level_name(previous));
+}
+
+static PyObject *py_dispatch_init(PyObject *module, PyObject *cap) {
+    (void)module;
+    const char *text = cap == Py_None ? NULL : PyUnicode_AsUTF8(cap);
+    if (text == NULL && cap != Py_None) return NULL;
+    char warning[256];
+    engram_dispatch_init(text, warning, sizeof warning);
+    return PyUnicode_FromString(warning);
+}
+
+static const char *const overflow_names[] = {"heap", "raise", NULL};
+
+static PyObject *py_arena_configure(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_ssize_t size;
+    const char *overflow;
+    int zero;
+    if (!PyArg_ParseTuple(args, "nsp", &size, &overflow, &zero)) return NULL;
+    int mode = strcmp(overflow, "heap") == 0 ? ENGRAM_OVERFLOW_HEAP
+               : strcmp(overflow, "raise") == 0 ? ENGRAM_OVERFLOW_RAISE : -1;
+    if (mode < 0) {
+        PyErr_Format(PyExc_ValueError, "overflow must be 'heap' or 'raise', got '%s'", overflow);
+        return NULL;
+    }
+    if (size < (Py_ssize_t)ENGRAM_ARENA_MIN_SIZE || (size_t)size > ENGRAM_ARENA_MAX_SIZE) {
+        PyErr_Format(PyExc_ValueError, "size must be between 65536 (64 KiB) and 1073741824 "
+                                       "(1 GiB) bytes, got %zd", size);
+        return NULL;
+    }
+    engram_arena_configure((size_t)size, (engram_overflow)mode, zero);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_arena_config(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    size_t capacity;
+    engram_overflow overflow;
+    int zero;
+    engram_arena_get_config(&capacity, &overflow, &zero);
+    return Py_BuildValue("{snsssO}", "size", (Py_ssize_t)capacity, "overflow",
+                         overflow_names[overflow], "zero_on_reset", zero ? Py_True : Py_False);
+}
+
+static PyObject *py_parse_size(PyObject *module, PyObject *text) {
+    (void)module;
+    const char *s = PyUnicode_AsUTF8(text);
+    if (s == NULL) return NULL;
+    char error[256];
+    size_t bytes = engram_arena_parse_size(s, error, sizeof error);
+    if (bytes == 0) {
+        PyErr_SetString(PyExc_ValueError, error);
+        return NULL;
+    }
+    return PyLong_FromSize_t(bytes);
+}
+
+static PyObject *arena_stats_dict(const engram_arena_stats *s, int with_thread) {
+    PyObject *d = Py_BuildValue("{sKsKsKsKsKsKsK}", "capacity", (unsigned long long)s->capacity,
+                                "in_use", (unsigned long long)s->in_use, "high_water",
+                                (unsigned long long)s->high_water, "allocations",
+                                (unsigned long long)s->allocations, "overflows",
+                                (unsigned long long)s->overflows, "overflow_bytes",
+                                (unsigned long long)s->overflow_bytes, "resets",
+                                (unsigned long long)s->resets);
+    if (d && with_thread) {
+        PyObject *tid = PyLong_FromUnsignedLongLong(s->thread_id);
+        if (tid == NULL || PyDict_SetItemString(d, "thread_id", tid) < 0) Py_CLEAR(d);
+        Py_XDECREF(tid);
+    }
+    return d;
+}
+
+static PyObject *py_arena_stats(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    engram_arena_stats total, *per = NULL;
+    size_t cap = 64, n;
+    for (;;) {
+        engram_arena_stats *grown = realloc(per, cap * sizeof *per);
+        if (grown == NULL) {
+            free(per);
+            return PyErr_NoMemory();
+        }
+        per = grown;
+        n = engram_arena_collect_stats(per, cap, &total);
+        if (n <= cap) break;
+        cap = n + 16;
+    }
+    PyObject *threads = PyList_New((Py_ssize_t)n), *result = NULL;
+    for (size_t i = 0; threads && i < n; i++) {
+        PyObject *d = arena_stats_dict(&per[i], 1);
+        if (d == NULL) Py_CLEAR(threads);
+        else PyList_SET_ITEM(threads, (Py_ssize_t)i, d);
+    }
+    free(per);
+    PyObject *tot = threads ? arena_stats_dict(&total, 0) : NULL;
+    if (tot) result = Py_BuildValue("{sOsO}", "threads", threads, "total", tot);
+    Py_XDECREF(threads);
+    Py_XDECREF(tot);
+    return result;
+}
+
+static PyObject *py_arena_reset_stats(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    engram_arena_reset_stats();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_arena_live_count(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    return PyLong_FromSize_t(engram_arena_live_count());
+}
+
+/*
+ * Test hook: allocate `sizes` from this thread's arena, return the
+ * addresses, then reset unless keep=True (which leaves them for one
+ * later reset, so tests can see in_use).
+ */
+static PyObject *py_arena_allocate(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *sizes;
+    int reset = 1;
+    if (!PyArg_ParseTuple(args, "O|p", &sizes, &reset)) return NULL;
+    PyObject *seq = PySequence_Fast(sizes, "sizes must be a sequence of ints");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *addresses = PyList_New(n);
+    engram_arena *arena = engram_arena_get();
+    if (addresses == NULL || arena == NULL) {
+        Py_DECREF(seq);
+        Py_XDECREF(addresses);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        size_t bytes = PyLong_AsSize_t(PySequence_Fast_GET_ITEM(seq, i));
+        if (bytes == (size_t)-1 && PyErr_Occurred()) goto fail;
+        unsigned char *p = engram_arena_alloc(arena, bytes);
+        if (p == NULL) {
+            raise_status(ENGRAM_ERR_NOMEM);
+            goto fail;
+        }
+        /* touch the whole block: a bad size or overlap shows up under ASan */
+        memset(p, 0xA5, bytes);
+        PyList_SET_ITEM(addresses, i, PyLong_FromVoidPtr(p));
+    }
+    Py_DECREF(seq);
+    if (reset) engram_arena_reset(arena);
+    return addresses;
+fail:
+    engram_arena_reset(arena);
+    Py_DECREF(seq);
+    Py_DECREF(addresses);
+    return NULL;
+}
+
+/* Time `rounds` x (count allocations of `size` bytes + reset), and the same with malloc/free. */
+static PyObject *py_arena_bench(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_ssize_t size, count, rounds;
+    if (!PyArg_ParseTuple(args, "nnn", &size, &count, &rounds)) return NULL;
+    if (size <= 0 || count <= 0 || count > 4096 || rounds <= 0) {
+        PyErr_SetString(PyExc_ValueError, "size, rounds > 0 and 0 < count <= 4096 required");
+        return NULL;
+    }
+    engram_arena *arena = engram_arena_get();
+    if (arena == NULL) return PyErr_NoMemory();
+    void *ptrs[4096];
+    volatile unsigned char sink = 0;
+    uint64_t arena_ns, reset_ns = 0, malloc_ns;
+    Py_BEGIN_ALLOW_THREADS
+    uint64_t t0 = engram_now_ns();
+    for (Py_ssize_t r = 0; r < rounds; r++) {
+        for (Py_ssize_t i = 0; i < count; i++) {
+            ptrs[i] = engram_arena_alloc(arena, (size_t)size);
+            if (ptrs[i]) ((unsigned char *)ptrs[i])[0] = (unsigned char)i;
+        }
+        sink ^= ((unsigned char *)ptrs[count - 1])[0];
+        uint64_t r0 = engram_now_ns();
+        engram_arena_reset(arena);
+        reset_ns += engram_now_ns() - r0;
+    }
+    arena_ns = engram_now_ns() - t0 - reset_ns;
+    t0 = engram_now_ns();
+    for (Py_ssize_t r = 0; r < rounds; r++) {
+        for (Py_ssize_t i = 0; i < count; i++) {
+            ptrs[i] = malloc((size_t)size);
+            if (ptrs[i]) ((unsigned char *)ptrs[i])[0] = (unsigned char)i;
+        }
+        sink ^= ((unsigned char *)ptrs[count - 1])[0];
+        for (Py_ssize_t i = 0; i < count; i++) free(ptrs[i]);
+    }
+    malloc_ns = engram_now_ns() - t0;
+    Py_END_ALLOW_THREADS
+    (void)sink;
+    double ops = (double)count * (double)rounds;
+    return Py_BuildValue("{sdsdsd}", "arena_alloc_ns", (double)arena_ns / ops, "arena_reset_ns",
+                         (double)reset_ns / (double)rounds, "malloc_free_ns",
+                         (double)malloc_ns / ops);
+}
+
+static PyObject *py_stats_enable(PyObject *module, PyObject *flag) {
+    (void)module;
+    int on = PyObject_IsTrue(flag);
+    if (on < 0) return NULL;
+    engram_stats_enable(on);
+    update_slow_path();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_stats_enabled(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    return PyBool_FromLong(engram_stats_enabled());
+}
+
+static PyObject *py_kernel_stats(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    PyObject *result = PyDict_New();
+    for (int k = 0; result && k < ENGRAM_KERNEL_COUNT; k++) {
+        engram_kernel_stats s;
+        engram_stats_get((engram_kernel_id)k, &s);
+        PyObject *d = Py_BuildValue("{sKsdsdsK}", "calls", (unsigned long long)s.calls,
+                                    "total_seconds", (double)s.total_ns * 1e-9, "last_seconds",
+                                    (double)s.last_ns * 1e-9, "elements",
+                                    (unsigned long long)s.elements);
+        if (d == NULL || PyDict_SetItemString(result, engram_kernel_name((engram_kernel_id)k), d) < 0)
+            Py_CLEAR(result);
+        Py_XDECREF(d);
+    }
+    return result;
+}
+
+static PyObject *py_stats_clear(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    engram_stats_clear();
+    Py_RETURN_NONE;
+}
+
+static int backend_from_name(PyObject *name) {
+    for (int i = 0; i < 2; i++)
+        if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, backend_names[i]) == 0)
+            return i;
+    PyErr_Format(PyExc_ValueError, "backend must be 'c' or 'reference', got %R", name);
+    return -1;
+}
+
+static PyObject *py_set_backend(PyObject *module, PyObject *name) {
+    (void)module;
+    int b = backend_from_name(name);
+    if (b < 0) return NULL;
+    int previous = global_backend;
+    global_backend = b;
+    update_slow_path();
+    return PyUnicode_FromString(backend_names[previous]);
+}
+
+/* Per-thread override: a name, or None to follow the global backend. Returns the previous. */
+static PyObject *py_set_thread_backend(PyObject *module, PyObject *name) {
+    (void)module;
+    int b = -1;
+    if (name != Py_None && (b = backend_from_name(name)) < 0) return NULL;
+    int previous = thread_backend;
+    if (previous < 0 && b >= 0) threads_overriding++;
+    if (previous >= 0 && b < 0) threads_overriding--;
+    thread_backend = b;
+    update_slow_path();
+    if (previous < 0) Py_RETURN_NONE;
+    return PyUnicode_FromString(backend_names[previous]);
+}
+
+static PyObject *py_get_backend(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    return PyUnicode_FromString(backend_names[current_backend()]);
+}
+
+static PyObject *py_get_global_backend(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    return PyUnicode_FromString(backend_names[global_backend]);
+}
+
+static PyObject *py_set_reference(PyObject *module, PyObject *args) {
+    const char *name;
+    PyObject *fn;
+    if (!PyArg_ParseTuple(args, "sO", &name, &fn)) return NULL;
+    for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) {
+        if (strcmp(name, engram_kernel_name((engram_kernel_id)k)) == 0) {
+            Py_INCREF(fn);
+            Py_XSETREF(get_state(module)->reference[k], fn);
+            Py_RETURN_NONE;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "unknown kernel %s", name);
+    return NULL;
+}
+
+static PyObject *py_kernel_names(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    PyObject *t = PyTuple_New(ENGRAM_KERNEL_COUNT);
+    for (int k = 0; t && k < ENGRAM_KERNEL_COUNT; k++) {
+        PyObject *s = PyUnicode_FromString(engram_kernel_name((engram_kernel_id)k));
+        if (s == NULL) Py_CLEAR(t);
+        else PyTuple_SET_ITEM(t, k, s);
+    }
+    return t;
+}
+
+static PyObject *py_set_num_threads(PyObject *module, PyObject *arg) {
+    (void)module;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 1 || n > 256 || PyBool_Check(arg)) {
+        PyErr_Format(PyExc_ValueError, "set_num_threads(): n must be in 1..256, got %R", arg);
+        return NULL;
+    }
+    engram_set_default_threads((unsigned)n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_num_threads(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    return PyLong_FromUnsignedLong(engram_default_threads());
+}
+
+static PyObject *py_cpu_count(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    return PyLong_FromUnsignedLong(engram_cpu_count());
+}
+
+/* ------------------------------------------------------------------ */
+/* Module definition (multi-phase init)                                 */
+/* ------------------------------------------------------------------ */
+
+#define FASTCALL_KW (METH_FASTCALL | METH_KEYWORDS)
+
+static PyMethodDef core_methods[] = {
+    /* ==== kernel methods ==== */
+    /* ==== end kernel methods ==== */
+    {"simd_info", py_simd_info, METH_NOARGS,
+     "simd_info()\n--\n\nSIMD levels detected on this CPU, compiled into this build, and active."},
+    {"_set_simd", py_set_simd, METH_O, "Make a SIMD level active (tests); returns the previous."},
+    {"_dispatch_init", py_dispatch_init, METH_O,
+     "Select the SIMD level from an ENGRAM_SIMD value; returns a warning or ''."},
+    {"_arena_configure", py_arena_configure, METH_VARARGS, NULL},
+    {"_arena_config", py_arena_config, METH_NOARGS, NULL},
+    {"_arena_stats", py_arena_stats, METH_NOARGS, NULL},
+    {"_arena_reset_stats", py_arena_reset_stats, METH_NOARGS, NULL},
+    {"_arena_live_count", py_arena_live_count, METH_NOARGS, NULL},
+    {"_arena_allocate", py_arena_allocate, METH_VARARGS, NULL},
+    {"_arena_bench", py_arena_bench, METH_VARARGS, NULL},
+    {"_parse_size", py_parse_size, METH_O, NULL},
+    {"_stats_enable", py_stats_enable, METH_O, NULL},
+    {"_stats_enabled", py_stats_enabled, METH_NOARGS, NULL},
+    {"_kernel_stats", py_kernel_stats, METH_NOARGS, NULL},
+    {"_stats_clear", py_stats_clear, METH_NOARGS, NULL},
+    {"_set_backend", py_set_backend, METH_O, NULL},
+    {"_set_thread_backend", py_set_thread_backend, METH_O, NULL},
+    {"_get_backend", py_get_backend, METH_NOARGS, NULL},
+    {"_get_global_backend", py_get_global_backend, METH_NOARGS, NULL},
+    {"_set_reference", py_set_reference, METH_VARARGS, NULL},
+    {"_kernel_names", py_kernel_names, METH_NOARGS, NULL},
+    {"set_num_threads", py_set_num_threads, METH_O,
+     "set_num_threads(n, /)\n--\n\nDefault thread count for calls with threads=None on large work."},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS,
+     "get_num_threads()\n--\n\nDefault thread count for calls with threads=None on large work."},
+    {"_cpu_count", py_cpu_count, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static int core_exec(PyObject *module) {
+    if (PyArray_ImportNumPyAPI() < 0) return -1;
+    module_state *st = get_state(module);
+    for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) st->reference[k] = NULL;
+    /* The best level until engram/__init__.py applies ENGRAM_SIMD (and warns in Python). */
+    static int dispatch_done = 0;
+    if (!dispatch_done) {
+        char warning[8];
+        engram_dispatch_init(NULL, warning, sizeof warning);
+        dispatch_done = 1;
+    }
+    if (PyModule_AddIntConstant(module, "ARENA_ALIGN", ENGRAM_ARENA_ALIGN) < 0) return -1;
+    return 0;
+}
+
+static int core_traverse(PyObject *module, visitproc visit, void *arg) {
+    module_state *st = get_state(module);
+    for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) Py_VISIT(st->reference[k]);
+    return 0;
+}
+
+static int core_clear(PyObject *module) {
+    module_state *st = get_state(module);
+    for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) Py_CLEAR(st->reference[k]);
+    return 0;
+}
+
+static void core_free(void *module) { core_clear((PyObject *)module); }
+
+static PyModuleDef_Slot core_slots[] = {
+    {Py_mod_exec, core_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "engram._core",
+    .m_doc = "engram's C kernels: similarity, spreading activation, decay.",
+    .m_size = sizeof(module_state),
+    .m_methods = core_methods,
+    .m_slots = core_slots,
+    .m_traverse = core_traverse,
+    .m_clear = core_clear,
+    .m_free = core_free,
+};
+
+PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&core_module); }

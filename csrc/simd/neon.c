@@ -1,0 +1,30 @@
+/*
+ * neon primitives of every kernel, compiled with this level's -m flags only.
+ * Each section fills that kernel's table; the scalar version in csrc/<kernel>.c is the spec.
+ */
+#include "../engram.h"
+
+/* ==== similarity ==== */
+
+const engram_similarity_ops engram_similarity_ops_neon = {
+    .level = "neon",
+};
+
+/* ==== end similarity ==== */
+
+/* ==== spread ==== */
+
+const engram_spread_ops engram_spread_ops_neon = {
+    .level = "neon",
+};
+
+/* ==== end spread ==== */
+
+/* ==== decay ==== */
+
+const engram_decay_ops engram_decay_ops_neon = {
+    .level = "neon",
+};
+
+/* ==== end decay ==== */
+
