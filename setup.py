@@ -22,6 +22,7 @@ BASE_SOURCES = [
     "csrc/arena.c",
     "csrc/parallel.c",
     "csrc/stats.c",
+    "csrc/probe.c",
     "csrc/similarity.c",
     "csrc/spread.c",
     "csrc/decay.c",

@@ -251,6 +251,15 @@ void engram_stats_record(engram_kernel_id id, uint64_t ns, uint64_t elements);
 void engram_stats_get(engram_kernel_id id, engram_kernel_stats *out);
 void engram_stats_clear(void);
 
+/* ------------------------------------------------------------------ */
+/* Bandwidth probes (probe.c), at the active level                     */
+/* ------------------------------------------------------------------ */
+
+/* Read n floats (returns their sum so the reads cannot be elided). */
+float engram_probe_read(const float *p, size_t n);
+/* out[i] = out[i] * a[i] + b[i]: reads three streams, writes one. */
+void engram_probe_triad(float *out, const float *a, const float *b, size_t n);
+
 /* ==================================================================== */
 /* Kernels.  Each section: its primitive table and its entry points.     */
 /* ==================================================================== */

@@ -701,6 +701,71 @@ static PyObject *py_arena_bench(PyObject *module, PyObject *args) {
                          (double)malloc_ns / ops);
 }
 
+/*
+ * Bandwidth probes: best bytes/ns over `repeats` passes.  _probe_read(a)
+ * reads a float32 array; _probe_triad(out, a, b) does out = out * a + b.
+ */
+static int probe_array(PyObject *obj, const char *name, PyArrayObject **arr, int writeable) {
+    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != NPY_FLOAT ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj) ||
+        (writeable && !PyArray_ISWRITEABLE((PyArrayObject *)obj))) {
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous float32 array", name);
+        return -1;
+    }
+    *arr = (PyArrayObject *)obj;
+    return 0;
+}
+
+static PyObject *py_probe_read(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *obj;
+    Py_ssize_t repeats = 5;
+    PyArrayObject *arr;
+    if (!PyArg_ParseTuple(args, "O|n", &obj, &repeats) || probe_array(obj, "a", &arr, 0) < 0)
+        return NULL;
+    size_t n = (size_t)PyArray_SIZE(arr);
+    double best = 0;
+    float sink = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < repeats; r++) {
+        uint64_t t0 = engram_now_ns();
+        sink += engram_probe_read((const float *)PyArray_DATA(arr), n);
+        uint64_t dt = engram_now_ns() - t0;
+        double rate = dt ? (double)(n * sizeof(float)) / (double)dt : 0;
+        if (rate > best) best = rate;
+    }
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("(dd)", best, (double)sink);
+}
+
+static PyObject *py_probe_triad(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *o, *a, *b;
+    Py_ssize_t repeats = 5;
+    PyArrayObject *out, *x, *y;
+    if (!PyArg_ParseTuple(args, "OOO|n", &o, &a, &b, &repeats) ||
+        probe_array(o, "out", &out, 1) < 0 || probe_array(a, "a", &x, 0) < 0 ||
+        probe_array(b, "b", &y, 0) < 0)
+        return NULL;
+    size_t n = (size_t)PyArray_SIZE(out);
+    if ((size_t)PyArray_SIZE(x) != n || (size_t)PyArray_SIZE(y) != n) {
+        PyErr_SetString(PyExc_ValueError, "out, a and b must have the same size");
+        return NULL;
+    }
+    double best = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < repeats; r++) {
+        uint64_t t0 = engram_now_ns();
+        engram_probe_triad((float *)PyArray_DATA(out), (const float *)PyArray_DATA(x),
+                           (const float *)PyArray_DATA(y), n);
+        uint64_t dt = engram_now_ns() - t0;
+        double rate = dt ? (double)(4 * n * sizeof(float)) / (double)dt : 0;
+        if (rate > best) best = rate;
+    }
+    Py_END_ALLOW_THREADS
+    return PyFloat_FromDouble(best);
+}
+
 static PyObject *py_stats_enable(PyObject *module, PyObject *flag) {
     (void)module;
     int on = PyObject_IsTrue(flag);
@@ -873,6 +938,8 @@ static PyMethodDef core_methods[] = {
     {"get_num_threads", py_get_num_threads, METH_NOARGS,
      "get_num_threads()\n--\n\nDefault thread count for calls with threads=None on large work."},
     {"_cpu_count", py_cpu_count, METH_NOARGS, NULL},
+    {"_probe_read", py_probe_read, METH_VARARGS, "_probe_read(a, repeats=5) -> (bytes/ns, sum)"},
+    {"_probe_triad", py_probe_triad, METH_VARARGS, "_probe_triad(out, a, b, repeats=5) -> bytes/ns"},
     {NULL, NULL, 0, NULL},
 };
 

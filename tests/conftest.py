@@ -1,0 +1,75 @@
+"""Shared fixtures: Hypothesis profiles and the SIMD level every kernel test runs at.
+
+Profiles: ``ci`` (default, fast) and ``full`` (10,000 examples per test),
+chosen with ``--hypothesis-profile=full`` or ``HYPOTHESIS_PROFILE=full``.
+Long tests are marked ``slow`` and run with ``--run-slow``.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import engram
+
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.register_profile(
+    "full",
+    max_examples=10_000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    slow = pytest.mark.skip(reason="slow: run with --run-slow (the full sweep runs outside CI's budget)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(slow)
+
+
+def usable_simd_levels() -> list[str]:
+    """Every SIMD level this build has and this CPU runs."""
+    info = engram.simd_info()
+    return [lv for lv in info["compiled"] if lv in info["detected"]]
+
+
+@pytest.fixture(params=usable_simd_levels())
+def simd_level(request):
+    """Run the test once per SIMD level; restores the active level afterwards."""
+    previous = engram._core._set_simd(request.param)
+    try:
+        yield request.param
+    finally:
+        engram._core._set_simd(previous)
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test's name, so failures reproduce."""
+    import zlib
+
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def c_backend():
+    """The C backend, whatever ENGRAM_BACKEND says, for tests that compare C with the reference."""
+    with engram.backend("c"):
+        yield
