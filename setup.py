@@ -43,8 +43,27 @@ EXTRA_FLAGS = os.environ.get("ENGRAM_EXTRA_CFLAGS", "").split()  # e.g. sanitize
 HEADERS = ["csrc/engram.h"]
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 class BuildExt(build_ext):
-    """Compile csrc/simd/*.c with their own -m flags, then link everything."""
+    """Compile csrc/simd/*.c with their own -m flags, then link everything.
+
+    The built extension is also copied next to the sources: `python -m
+    engram ...` and `python -m pytest` run from a checkout put the checkout
+    first on sys.path, and without the copy they would import a package
+    that has no C core.
+    """
+
+    def run(self):
+        super().run()
+        if self.inplace:
+            return
+        for ext in self.extensions:
+            built = self.get_ext_fullpath(ext.name)
+            target = os.path.join(HERE, *ext.name.split(".")[:-1], os.path.basename(built))
+            if os.path.exists(built) and os.access(os.path.dirname(target), os.W_OK):
+                self.copy_file(built, target)
 
     def build_extension(self, ext):
         objects = []

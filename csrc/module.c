@@ -615,9 +615,10 @@ static PyObject *py_arena_live_count(PyObject *module, PyObject *unused) {
 }
 
 /*
- * Test hook: allocate `sizes` from this thread's arena, return the
- * addresses, then reset unless keep=True (which leaves them for one
- * later reset, so tests can see in_use).
+ * Test hook: allocate `sizes` from this thread's arena and fill each block.
+ * Returns (addresses, all_zero_before_fill); resets afterwards unless
+ * reset=False (then the blocks stay in use until the next kernel call or
+ * reset, so tests can see in_use).
  */
 static PyObject *py_arena_allocate(PyObject *module, PyObject *args) {
     (void)module;
@@ -629,6 +630,7 @@ static PyObject *py_arena_allocate(PyObject *module, PyObject *args) {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject *addresses = PyList_New(n);
     engram_arena *arena = engram_arena_get();
+    int all_zero = 1;
     if (addresses == NULL || arena == NULL) {
         Py_DECREF(seq);
         Py_XDECREF(addresses);
@@ -642,18 +644,28 @@ static PyObject *py_arena_allocate(PyObject *module, PyObject *args) {
             raise_status(ENGRAM_ERR_NOMEM);
             goto fail;
         }
-        /* touch the whole block: a bad size or overlap shows up under ASan */
+        for (size_t b = 0; b < bytes && all_zero; b++) all_zero = p[b] == 0;
+        /* touch the whole block: a wrong size or an overlap shows up under ASan */
         memset(p, 0xA5, bytes);
         PyList_SET_ITEM(addresses, i, PyLong_FromVoidPtr(p));
     }
     Py_DECREF(seq);
     if (reset) engram_arena_reset(arena);
-    return addresses;
+    return Py_BuildValue("(NO)", addresses, all_zero ? Py_True : Py_False);
 fail:
     engram_arena_reset(arena);
     Py_DECREF(seq);
     Py_DECREF(addresses);
     return NULL;
+}
+
+static PyObject *py_arena_reset(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    engram_arena *arena = engram_arena_get();
+    if (arena == NULL) return PyErr_NoMemory();
+    engram_arena_reset(arena);
+    Py_RETURN_NONE;
 }
 
 /* Time `rounds` x (count allocations of `size` bytes + reset), and the same with malloc/free. */
@@ -921,6 +933,7 @@ static PyMethodDef core_methods[] = {
     {"_arena_reset_stats", py_arena_reset_stats, METH_NOARGS, NULL},
     {"_arena_live_count", py_arena_live_count, METH_NOARGS, NULL},
     {"_arena_allocate", py_arena_allocate, METH_VARARGS, NULL},
+    {"_arena_reset", py_arena_reset, METH_NOARGS, NULL},
     {"_arena_bench", py_arena_bench, METH_VARARGS, NULL},
     {"_parse_size", py_parse_size, METH_O, NULL},
     {"_stats_enable", py_stats_enable, METH_O, NULL},

@@ -14,6 +14,13 @@ from hypothesis import HealthCheck, settings
 
 import engram
 
+if engram._core is None:  # never test the fallback by accident: say how to build
+    pytest.exit(
+        f"engram's C core is not loaded ({engram.backend_info()['c_core_error']}); "
+        'build it with `pip install ".[test]"` (or `python setup.py build_ext --inplace`)',
+        returncode=3,
+    )
+
 settings.register_profile(
     "ci",
     max_examples=60,
