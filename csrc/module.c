@@ -7,8 +7,9 @@
  *
  * Public kernels are METH_FASTCALL functions that read NumPy buffers in
  * place.  One flag, `slow_path`, is set while anything needs more than the
- * plain call (stats, the reference backend, a per-thread backend override);
- * when it is clear a call pays one predictable branch for all of them.
+ * plain call (stats, the reference backend, a per-thread backend override,
+ * verify mode); when it is clear a call pays one predictable branch for all
+ * of them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,6 +33,9 @@
 typedef struct {
     /* reference implementation of each kernel, set by engram/__init__.py */
     PyObject *reference[ENGRAM_KERNEL_COUNT];
+    /* verify mode: prepare(name, args, kwargs) -> token; check(token, result) */
+    PyObject *verify_prepare;
+    PyObject *verify_check;
 } module_state;
 
 static inline module_state *get_state(PyObject *module) {
@@ -46,9 +50,21 @@ static int global_backend = BACKEND_C;
 static int threads_overriding = 0;         /* threads with a backend override */
 static __thread int thread_backend = -1;   /* -1: follow global_backend */
 static int slow_path = 0;
+static double verify_rate = 0.0;           /* share of C calls also run on the reference */
 
 static void update_slow_path(void) {
-    slow_path = engram_stats_enabled() || global_backend != BACKEND_C || threads_overriding > 0;
+    slow_path = engram_stats_enabled() || global_backend != BACKEND_C ||
+                threads_overriding > 0 || verify_rate > 0.0;
+}
+
+/* Per-thread xorshift: whether this call is one of the verified share. */
+static int verify_sampled(void) {
+    static __thread uint64_t state = 0;
+    if (state == 0) state = 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&state;
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return (double)(state >> 11) * (1.0 / 9007199254740992.0) < verify_rate;
 }
 
 static int current_backend(void) {
@@ -408,14 +424,32 @@ static PyObject *raise_status(engram_status status) {
 typedef PyObject *(*kernel_impl)(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames, uint64_t *elements);
 
-/* Stats, the reference backend and overrides: everything but the plain call. */
-UNUSED_OK static PyObject *slow_call(PyObject *module, engram_kernel_id id, kernel_impl impl,
+/* Hand a sampled call to verify mode before it runs (inputs may be updated in place). */
+static PyObject *verify_before(module_state *st, engram_kernel_id id, PyObject *const *args,
+                               Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *positional = PyTuple_New(nargs), *keywords = PyDict_New(), *token = NULL;
+    if (positional == NULL || keywords == NULL) goto done;
+    for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(positional, i, Py_NewRef(args[i]));
+    for (Py_ssize_t k = 0; kwnames && k < PyTuple_GET_SIZE(kwnames); k++)
+        if (PyDict_SetItem(keywords, PyTuple_GET_ITEM(kwnames, k), args[nargs + k]) < 0) goto done;
+    token = PyObject_CallFunction(st->verify_prepare, "sOO", engram_kernel_name(id), positional,
+                                  keywords);
+done:
+    Py_XDECREF(positional);
+    Py_XDECREF(keywords);
+    return token;
+}
+
+/* Stats, the reference backend, overrides, verify mode: everything but the plain call. */
+static PyObject *slow_call(PyObject *module, engram_kernel_id id, kernel_impl impl,
                            PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    module_state *st = get_state(module);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     int stats = engram_stats_enabled();
     uint64_t t0 = stats ? engram_now_ns() : 0, elements = 0;
     PyObject *result;
     if (current_backend() == BACKEND_REFERENCE) {
-        PyObject *ref = get_state(module)->reference[id];
+        PyObject *ref = st->reference[id];
         if (ref == NULL) {
             PyErr_Format(PyExc_RuntimeError, "no reference implementation of %s is registered",
                          engram_kernel_name(id));
@@ -425,7 +459,18 @@ UNUSED_OK static PyObject *slow_call(PyObject *module, engram_kernel_id id, kern
         if (result && PyArray_Check(result)) elements = (uint64_t)PyArray_SIZE((PyArrayObject *)result);
         else if (result) elements = 1;
     } else {
-        result = impl(module, args, PyVectorcall_NARGS(nargsf), kwnames, &elements);
+        PyObject *token = NULL;
+        if (verify_rate > 0.0 && st->verify_prepare && st->verify_check && verify_sampled()) {
+            token = verify_before(st, id, args, nargs, kwnames);
+            if (token == NULL) return NULL;
+        }
+        result = impl(module, args, nargs, kwnames, &elements);
+        if (token && result) {
+            PyObject *ok = PyObject_CallFunctionObjArgs(st->verify_check, token, result, NULL);
+            if (ok == NULL) Py_CLEAR(result);
+            Py_XDECREF(ok);
+        }
+        Py_XDECREF(token);
     }
     if (stats && result) engram_stats_record(id, engram_now_ns() - t0, elements);
     return result;
@@ -877,6 +922,27 @@ static PyObject *py_set_reference(PyObject *module, PyObject *args) {
     return NULL;
 }
 
+/* _set_verify(rate, prepare, check): rate in [0, 1]; 0 turns verify mode off. */
+static PyObject *py_set_verify(PyObject *module, PyObject *args) {
+    double rate;
+    PyObject *prepare, *check;
+    if (!PyArg_ParseTuple(args, "dOO", &rate, &prepare, &check)) return NULL;
+    if (!(rate >= 0.0 && rate <= 1.0)) {
+        PyErr_Format(PyExc_ValueError, "verify rate must be in [0, 1], got %R", PyTuple_GET_ITEM(args, 0));
+        return NULL;
+    }
+    if (rate > 0.0 && (!PyCallable_Check(prepare) || !PyCallable_Check(check))) {
+        PyErr_SetString(PyExc_TypeError, "verify hooks must be callable");
+        return NULL;
+    }
+    module_state *st = get_state(module);
+    Py_XSETREF(st->verify_prepare, prepare == Py_None ? NULL : Py_NewRef(prepare));
+    Py_XSETREF(st->verify_check, check == Py_None ? NULL : Py_NewRef(check));
+    verify_rate = rate;
+    update_slow_path();
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_kernel_names(PyObject *module, PyObject *unused) {
     (void)module;
     (void)unused;
@@ -946,6 +1012,7 @@ static PyMethodDef core_methods[] = {
     {"_get_global_backend", py_get_global_backend, METH_NOARGS, NULL},
     {"_set_reference", py_set_reference, METH_VARARGS, NULL},
     {"_kernel_names", py_kernel_names, METH_NOARGS, NULL},
+    {"_set_verify", py_set_verify, METH_VARARGS, NULL},
     {"set_num_threads", py_set_num_threads, METH_O,
      "set_num_threads(n, /)\n--\n\nDefault thread count for calls with threads=None on large work."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS,
@@ -960,6 +1027,7 @@ static int core_exec(PyObject *module) {
     if (PyArray_ImportNumPyAPI() < 0) return -1;
     module_state *st = get_state(module);
     for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) st->reference[k] = NULL;
+    st->verify_prepare = st->verify_check = NULL;
     /* The best level until engram/__init__.py applies ENGRAM_SIMD (and warns in Python). */
     static int dispatch_done = 0;
     if (!dispatch_done) {
@@ -974,12 +1042,16 @@ static int core_exec(PyObject *module) {
 static int core_traverse(PyObject *module, visitproc visit, void *arg) {
     module_state *st = get_state(module);
     for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) Py_VISIT(st->reference[k]);
+    Py_VISIT(st->verify_prepare);
+    Py_VISIT(st->verify_check);
     return 0;
 }
 
 static int core_clear(PyObject *module) {
     module_state *st = get_state(module);
     for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) Py_CLEAR(st->reference[k]);
+    Py_CLEAR(st->verify_prepare);
+    Py_CLEAR(st->verify_check);
     return 0;
 }
 

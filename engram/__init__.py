@@ -18,7 +18,8 @@ import os
 import threading
 import warnings
 
-from . import _reference
+from . import _reference, _verify
+from ._verify import VerificationError
 from ._version import __version__
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "arena",
+    "verify",
+    "VerificationError",
 ]
 
 #: the public kernels, in the order the C core counts them
@@ -225,14 +228,17 @@ def stats(enable: bool | None = None, *, reset: bool = False) -> dict:
             _core._stats_clear()
         with _fallback_stats["lock"]:
             _fallback_stats["kernels"].clear()
+        _verify.clear()
     if _core is None:
         zero = {"calls": 0, "total_seconds": 0.0, "last_seconds": 0.0, "elements": 0}
         with _fallback_stats["lock"]:
             kernels = {k: dict(_fallback_stats["kernels"].get(k, zero)) for k in KERNEL_NAMES}
-        return {"enabled": _fallback_stats["enabled"], "kernels": kernels, "arena": {}}
+        return {"enabled": _fallback_stats["enabled"], "kernels": kernels, "arena": {},
+                "verify": _verify.snapshot()}
     total = _core._arena_stats()["total"]
     return {
         "enabled": _core._stats_enabled(),
+        "verify": _verify.snapshot(),
         "kernels": _core._kernel_stats(),
         "arena": {
             "overflows": total["overflows"],
@@ -242,6 +248,19 @@ def stats(enable: bool | None = None, *, reset: bool = False) -> dict:
             "resets": total["resets"],
         },
     }
+
+
+def verify(rate: float | None = None, *, strict: bool | None = None) -> dict:
+    """Verify mode, a canary for a new build: also run a share of calls on the reference.
+
+    ``rate`` in [0, 1] is the share of C-backend calls that are re-run on the
+    reference (on copies of their inputs) and compared within each kernel's
+    tolerance; 0 turns it off (the default, costing nothing).  Mismatches
+    are counted in ``stats()["verify"]``; with ``strict=True`` they raise
+    :class:`VerificationError`.  Also ``ENGRAM_VERIFY=0.01`` and
+    ``ENGRAM_VERIFY_STRICT=1``.  Returns the configuration.
+    """
+    return _verify.configure(_core, rate, strict)
 
 
 # --------------------------------------------------------------------------
@@ -278,6 +297,18 @@ def _apply_environment() -> None:
                 f"using {get_num_threads()}"
             )
     arena._apply_environment(_warn_env)
+    rate = os.environ.get("ENGRAM_VERIFY", "").strip()
+    strict = os.environ.get("ENGRAM_VERIFY_STRICT", "").strip()
+    if strict and strict not in ("0", "1"):
+        _warn_env(f"ENGRAM_VERIFY_STRICT={strict!r} is not 0 or 1; mismatches will not raise")
+        strict = ""
+    if rate:
+        try:
+            verify(float(rate), strict=strict == "1")
+        except ValueError:
+            _warn_env(f"ENGRAM_VERIFY={rate!r} is not a share in [0, 1]; verify mode stays off")
+    elif strict == "1":
+        verify(strict=True)
 
 
 _apply_environment()
