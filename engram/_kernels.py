@@ -138,6 +138,20 @@ def register_regress(case: RegressCase) -> RegressCase:
     return case
 
 
+def aligned(array, alignment: int = 64) -> np.ndarray:
+    """A C-contiguous copy of ``array`` whose data starts on an ``alignment``-byte boundary.
+
+    Instruction counts of a SIMD loop can depend on where its data starts
+    (alignment peeling); regress rows use this so theirs cannot.
+    """
+    a = np.asarray(array)
+    buf = np.empty(a.nbytes + alignment, dtype=np.uint8)
+    start = -buf.ctypes.data % alignment
+    out = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def public_function(kernel: Kernel) -> Callable | None:
     """The function a kernel row tests: ``kernel.function`` or ``engram.<name>``."""
     if kernel.function is not None:
