@@ -169,7 +169,8 @@ def measure(
     Returns ``name -> Timing`` for the calls that ran, ``name -> Exception``
     for those that raised on their check call (or while timing).  At least
     ``min_samples`` rounds run; more, up to ``max_samples``, while the
-    estimated time stays within ``budget`` seconds.  ``checked=True`` skips
+    estimated time stays within ``budget`` seconds, and a few more if
+    outlier removal left a contender with fewer than ``min_samples``.  ``checked=True`` skips
     the check call when the caller has run each call already.
     """
     results: dict = {}
@@ -201,7 +202,12 @@ def measure(
             rounds = int(max(min_samples, min(max_samples, budget / sample_time)))
         samples: dict = {name: [] for name in loops}
         names = list(loops)
-        for r in range(rounds):
+
+        def short() -> bool:  # a contender left with fewer than min_samples after outlier removal
+            return any(len(drop_outliers(samples[n])[0]) < min_samples for n in names if n not in results)
+
+        r = 0
+        while r < rounds or (r < rounds + 2 * min_samples and short()):
             k = r % len(names) if names else 0
             for name in names[k:] + names[:k]:
                 if name in results:
@@ -210,6 +216,7 @@ def measure(
                     samples[name].append(loops[name](numbers[name]) / numbers[name])
                 except Exception as exc:
                     results[name] = exc
+            r += 1
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -237,6 +237,14 @@ def test_validation_restores_the_simd_level(tmp_path):
     assert engram.simd_info()["active"] == before
 
 
+def test_simd_option_limits_validation_levels(tmp_path):
+    rep = report.build_report(fast_settings(tmp_path, cases=5, simd=["scalar", "neon-not-here"]),
+                              {"fake_scale": fake_kernel("fake_scale", scale_float32)}, {},
+                              progress_stream=open(os.devnull, "w"))
+    assert list(rep["validation"]["fake_scale"]["levels"]) == ["scalar"]
+    assert any("neon-not-here" in n for n in rep["notes"])
+
+
 def test_quick_settings_shrink_and_say_so():
     s = report.Settings.for_mode(True, ".")
     assert s.cases < 10_000 and s.timing_budget < 1 and s.notes and "--quick" in s.notes[0]
@@ -320,6 +328,7 @@ def test_smallest_arena_size_is_the_first_without_overflow():
 def test_quick_report_writes_every_registered_row(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OPENBLAS_CORETYPE"] = "Haswell"  # pins a slower BLAS kernel: the report must run without it
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "engram", "report", "--quick", "--out", str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=120)
@@ -333,6 +342,26 @@ def test_quick_report_writes_every_registered_row(tmp_path):
     assert set(data["validation"]) == set(kernels)
     assert set(data["workloads"]) == set(workloads)
     assert data["quick"] is True and data["environment"]["numpy"] == np.__version__
+    assert data["environment"]["blas_overrides"]["OPENBLAS_CORETYPE"] is None
+    assert any("OPENBLAS_CORETYPE" in note for note in data["notes"])
     assert "# engram performance report" in proc.stdout
     assert "[" in proc.stderr and "/" in proc.stderr  # the progress bar
     assert elapsed < 40, f"--quick took {elapsed:.1f} s"
+
+
+def test_clone_case_keeps_layouts_and_aliasing():
+    a = np.arange(40, dtype=np.float32).reshape(5, 8)
+    fortran = np.asfortranarray(a)[:, 2:]
+    reversed_strided = a[::-2, 1::3]
+    case = Case((reversed_strided, fortran, {"x": a}), {"out": a[1]}, "label")
+    copy = report.clone_case(case)
+    for got, original in ((copy.args[0], reversed_strided), (copy.args[1], fortran), (copy.args[2]["x"], a),
+                          (copy.kwargs["out"], a[1])):
+        assert got.strides == original.strides and np.array_equal(got, original)
+        assert not np.shares_memory(got, original)
+    assert np.shares_memory(copy.kwargs["out"], copy.args[2]["x"])  # out= still aliases its input
+    copy.kwargs["out"][:] = -1
+    assert a[1, 0] == 8  # the original is untouched
+    frozen = a.copy()
+    frozen.flags.writeable = False
+    assert not report.clone_case(Case((frozen,), {}))[0][0].flags.writeable
