@@ -603,6 +603,8 @@ def arena_cost(quick: bool) -> list:
 def arena_mix(d: int, n_calls: int, corpus_rows: int, seed: int) -> list:
     """A seeded stream of similarity calls at dimension d, as a memory engine issues them.
 
+    The sequence of shapes is the same at every d, so the dimensions compare.
+
     top_k batches of 1-256 queries (k 10 or 100) and many-vs-many cosine
     blocks, half of them with inputs whose last axis is strided (every other
     column of a wider array), which the kernels must copy once into the
@@ -610,9 +612,10 @@ def arena_mix(d: int, n_calls: int, corpus_rows: int, seed: int) -> list:
     """
     import engram
 
-    rng = np.random.default_rng(seed + d)
-    corpus = rng.standard_normal((corpus_rows, d), dtype=np.float32)
-    wide = rng.standard_normal((1024, 2 * d), dtype=np.float32)
+    data = np.random.default_rng(seed + d)
+    corpus = data.standard_normal((corpus_rows, d), dtype=np.float32)
+    wide = data.standard_normal((1024, 2 * d), dtype=np.float32)
+    rng = np.random.default_rng(seed)  # the same sequence of call shapes at every d
     calls = []
     for _ in range(n_calls):
         strided = rng.random() < 0.5
@@ -632,7 +635,7 @@ def arena_mix(d: int, n_calls: int, corpus_rows: int, seed: int) -> list:
 
 
 def run_arena_mix(calls: list) -> dict:
-    """Per call: arena bytes needed (high water + what overflowed), overflows; totals and time."""
+    """Per call: arena bytes needed (its high water, heap overflow included), overflows; totals and time."""
     import engram
 
     needs, overflowed, allocations = [], 0, 0
@@ -643,8 +646,9 @@ def run_arena_mix(calls: list) -> dict:
         c.fn(*c.args, **c.kwargs)
         t_total += time.perf_counter() - t0
         st = engram.arena.stats()
-        per_thread = st["threads"] or [st["total"]]
-        need = max(t["high_water"] + t["overflow_bytes"] for t in per_thread)
+        # high water counts heap-overflow bytes too: it is what the call needed in one block;
+        # the total's high water is the largest of any thread, exited workers included
+        need = max([t["high_water"] for t in st["threads"]] + [st["total"]["high_water"]])
         needs.append(need)
         over = st["total"]["overflows"]
         overflowed += over > 0
@@ -1061,8 +1065,8 @@ def render_markdown(report: dict) -> str:
     arena = report.get("arena", {})
     if arena.get("status") == "ok":
         L.append("Sizing: a seeded mix of top_k batches (1-256 queries, k 10/100) and many-vs-many cosine "
-                 "blocks, half with strided inputs the kernels copy into the arena; per-call need = arena high "
-                 "water + bytes that overflowed to the heap (per thread). The smallest size is found by binary "
+                 "blocks, half with strided inputs the kernels copy into the arena; per-call need = the arena's "
+                 "high water in the call, heap overflow included (largest of any thread). The smallest size is found by binary "
                  "search with engram.arena.configure, rerunning the mix at each size.")
         L.append("")
         rows = []

@@ -365,3 +365,42 @@ def test_clone_case_keeps_layouts_and_aliasing():
     frozen = a.copy()
     frozen.flags.writeable = False
     assert not report.clone_case(Case((frozen,), {}))[0][0].flags.writeable
+
+
+def test_arena_sizing_end_to_end_with_stand_in_kernels(tmp_path, monkeypatch):
+    """top_k/cosine stand-ins that take what a real kernel would from the arena: a copy of a
+    strided input, k (score, id) pairs per query, one block of scores."""
+    alloc = engram._core._arena_allocate
+
+    def scratch(x, extra):
+        copy = 0 if x.strides[-1] == x.itemsize else x.size * 4
+        alloc([b for b in (copy, extra) if b])
+
+    def top_k(queries, corpus, k, **kw):
+        scratch(queries, (queries.shape[0] if queries.ndim == 2 else 1) * k * 12 + 4096 * 4)
+        return None
+
+    def cosine_similarity(x, y, **kw):
+        scratch(x, 256 * 256 * 4)
+        return None
+
+    for name, fn in (("top_k", top_k), ("cosine_similarity", cosine_similarity)):
+        monkeypatch.setattr(engram._core, name, fn, raising=False)
+        monkeypatch.setattr(engram, name, fn, raising=False)
+    before = engram.arena.config()
+    out = report.arena_sizing(fast_settings(tmp_path, arena_calls=12, arena_corpus=300))
+    assert engram.arena.config() == before  # restored
+    assert out["status"] == "ok", out.get("error")
+    needs = [out["dims"][d]["at_default"]["max_need"] for d in report.ARENA_DIMS]
+    assert needs == sorted(needs) and needs[0] > 0  # a wider d copies more
+    for d in report.ARENA_DIMS:
+        r = out["dims"][d]
+        assert r["smallest_size"] >= r["at_default"]["max_need"]
+        assert r["smallest_size"] - (64 << 10) < r["at_default"]["max_need"] or r["tried"]
+        assert min(rate for size, rate in r["tried"].items() if int(size) >= r["smallest_size"]) == 0.0
+    rep = {"quick": True, "workloads": {}, "validation": {}, "arena": out, "arena_cost": report.arena_cost(True)}
+    claims = {c["claim"]: c for c in report.claims(rep)}
+    high_water = claims["arena high water 847 KB at 768-d"]
+    assert high_water["met"] == (out["dims"][768]["at_default"]["max_need"] <= 847_000)
+    assert claims["1536-d: 4 MB keeps overflows < 0.1 %"]["met"] == (out["dims"][1536]["smallest_size"] <= 4 << 20)
+    assert claims["arena reset: sub-microsecond"]["met"] is True
