@@ -87,7 +87,7 @@ class Settings:
         s = cls(out=Path(out), simd=simd, quick=quick)
         if quick:
             s.cases = 2_000
-            s.validation_total = 4.0
+            s.validation_total = 3.0
             s.timing_budget = 0.15
             s.max_samples = 50
             s.arena_calls = 16
@@ -160,10 +160,7 @@ def environment() -> dict:
     from . import info
 
     d = info.collect()
-    try:
-        cores_used = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores_used = os.cpu_count()
+    cores_used = _cores_used()
     pools = []
     try:
         from threadpoolctl import threadpool_info
@@ -349,6 +346,13 @@ def validate_kernel(kernel: Kernel, levels: list, settings: Settings, progress: 
 # ---------------------------------------------------------------------------
 
 
+def _cores_used() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def _engram_public_names() -> set:
     import engram
 
@@ -453,7 +457,7 @@ def run_workload(w: Workload, settings: Settings, workloads: dict) -> dict:
         n_threads = w.threads if w.threads and w.threads > 1 else None
         wants_scaling = any(g.kind == "scaling" for g in w.goals) or n_threads
         if wants_scaling and "engram" in contenders:
-            n = n_threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+            n = n_threads or _cores_used()
             many = with_threads(contenders["engram"], n)
             one = with_threads(contenders["engram"], 1)
             res["scaling_threads"] = n
@@ -462,7 +466,8 @@ def run_workload(w: Workload, settings: Settings, workloads: dict) -> dict:
             else:
                 contenders["engram"] = many
                 contenders["engram@1"] = one
-        limit = w.threads if w.threads else 1
+        # threads=None is engram's automatic choice: all cores for large work, so the same for BLAS
+        limit = w.threads if w.threads else _cores_used()
         with limit_library_threads(limit) as limited:
             timings = _timing.measure(
                 contenders, min_samples=settings.min_samples, max_samples=settings.max_samples,
@@ -830,7 +835,11 @@ def build_report(settings: Settings, kernels: dict, workloads: dict, progress_st
             progress.step("arena sizing skipped", advance=len(ARENA_DIMS))
     else:
         report["arena"] = {"status": "not measured" if settings.arena else "skipped (Settings.arena=False)"}
-    report["claims"] = claims(report)
+    try:
+        report["claims"] = claims(report)
+    except Exception as exc:  # a malformed section must not cost the measurements
+        report["claims"] = [{"claim": "summary of claims", "measured": f"failed: {type(exc).__name__}: {exc}",
+                             "met": None, "verdict": "not measured"}]
     report["seconds"] = time.perf_counter() - t0
     return report
 
@@ -1171,8 +1180,9 @@ def write_outputs(report: dict, out: Path) -> dict:
         report["notes"].append(skipped)
         paths.pop("png")
     report["plots"] = skipped or "report.png"
-    paths["md"].write_text(render_markdown(report), encoding="utf-8")
+    # the JSON first: it holds every number even if rendering the tables fails
     paths["json"].write_text(json.dumps(_clean(report), indent=1, allow_nan=False), encoding="utf-8")
+    paths["md"].write_text(render_markdown(report), encoding="utf-8")
     return paths
 
 

@@ -124,24 +124,31 @@ def test_errors_fail_and_missing_rows_are_reported(counted_twice):
     assert not failed and {r["id"]: r["status"] for r in rows}["fake/arena"] == "new"
 
 
-def test_update_then_gate_end_to_end(tmp_path, rows_module, monkeypatch):
-    # only the good rows: the module registers into the process-wide table, so filter after import
-    good = rows_module / "fake_good_rows.py"
-    good.write_text(ROWS.split("register_regress(RegressCase(\n    \"fake/raises\"")[0].replace('"fake/', '"good/'))
-    monkeypatch.syspath_prepend(str(rows_module))
-    monkeypatch.setattr(_kernels, "REGRESS", {})
+def test_update_then_gate(tmp_path, counted_twice, monkeypatch):
+    """--update writes the baseline; the gate then fails on a row whose baseline is 10 % lower.
+
+    The counts are the fixture's real callgrind counts (one valgrind run fewer)."""
+    good = {**counted_twice[1], "cases": {k: v for k, v in counted_twice[1]["cases"].items() if "error" not in v}}
+    monkeypatch.setattr(regress, "count_instructions", lambda **kw: good)
+    monkeypatch.setattr(_kernels, "REGRESS", {"stand-in": object()})  # the gate has rows to count
     path = tmp_path / "baseline.json"
-    kw = dict(modules=("fake_good_rows",), extra_paths=(rows_module,))
     out = io.StringIO()
-    assert regress.run_gate(path, update=True, out=out, **kw) == 0
+    assert regress.run_gate(path, update=True, modules=(), out=out) == 0
     doc = json.loads(path.read_text())
-    assert set(doc["cases"]) == {"good/dot-768", "good/dot-768-x3", "good/arena"} and doc["level"] == "avx2"
-    doc["cases"]["good/arena"]["per_call"] *= 0.9
+    assert set(doc["cases"]) == {"fake/dot-768", "fake/dot-768-x3", "fake/arena"} and doc["level"] == "avx2"
+    out = io.StringIO()
+    assert regress.run_gate(path, tolerance=0.05, modules=(), out=out) == 0
+    assert "passed" in out.getvalue()
+    doc["cases"]["fake/arena"]["per_call"] *= 0.9
     path.write_text(json.dumps(doc))
     out = io.StringIO()
-    assert regress.run_gate(path, tolerance=0.05, out=out, **kw) == 1
+    assert regress.run_gate(path, tolerance=0.05, modules=(), out=out) == 1
     text = out.getvalue()
-    assert "FAIL fake_arena good/arena: +11.11%" in text and "FAILED" in text
+    assert "FAIL fake_arena fake/arena: +11.11%" in text and "FAILED" in text
+    doc["level"] = "avx512"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(regress.RegressError, match="recorded at SIMD level avx512"):
+        regress.run_gate(path, modules=(), out=io.StringIO())
 
 
 def test_missing_valgrind_is_a_clear_error(monkeypatch):
