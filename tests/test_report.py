@@ -404,3 +404,19 @@ def test_arena_sizing_end_to_end_with_stand_in_kernels(tmp_path, monkeypatch):
     assert high_water["met"] == (out["dims"][768]["at_default"]["max_need"] <= 847_000)
     assert claims["1536-d: 4 MB keeps overflows < 0.1 %"]["met"] == (out["dims"][1536]["smallest_size"] <= 4 << 20)
     assert claims["arena reset: sub-microsecond"]["met"] is True
+
+
+def test_benchmarks_run_on_the_plain_c_path(tmp_path):
+    seen = set()
+    w = Workload(id="B1", kernel="fake", title="records the backend", setup=lambda q: {},
+                 run=lambda s: call(lambda: seen.add((engram.get_backend(), engram.stats()["enabled"]))))
+    previous = engram.set_backend("reference")
+    engram.stats(enable=True)
+    try:
+        rep = report.build_report(fast_settings(tmp_path), {}, {"B1": w}, progress_stream=open(os.devnull, "w"))
+        assert seen == {("c", False)}
+        assert engram.get_backend() == "reference" and engram.stats()["enabled"]  # restored
+        assert any("benchmarks ran on 'c'" in n for n in rep["notes"])
+    finally:
+        engram.set_backend(previous)
+        engram.stats(enable=False)
