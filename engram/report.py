@@ -795,6 +795,10 @@ def build_report(settings: Settings, kernels: dict, workloads: dict, progress_st
         "min_sample_time_s": settings.min_sample_time, "levels": levels,
         "arena_calls": settings.arena_calls, "arena_corpus": settings.arena_corpus}, "notes": settings.notes}
     report["environment"] = environment()
+    pinned = {k: v for k, v in report["environment"]["blas_overrides"].items() if v}
+    if pinned:
+        settings.notes.append(f"{', '.join(f'{k}={v}' for k, v in pinned.items())} was set when NumPy loaded: "
+                              "BLAS baselines ran on the kernel it pins, which may not be their best")
     progress.step("environment")
 
     report["validation"] = {}
@@ -1214,6 +1218,8 @@ def _reexec_without_blas_overrides(args) -> None:
     """Run again without OPENBLAS_CORETYPE/L2_SIZE, which pin a slower BLAS kernel for the baselines."""
     if not any(os.environ.get(k) for k in BLAS_OVERRIDES) or os.environ.get("ENGRAM_REPORT_REEXEC"):
         return
+    if not sys.argv or Path(sys.argv[0]).resolve() != Path(__file__).with_name("__main__.py").resolve():
+        return  # called from Python, not as `python -m engram report`: never replace the caller's process
     env = {k: v for k, v in os.environ.items() if k not in BLAS_OVERRIDES}
     env["ENGRAM_REPORT_REEXEC"] = "1"
     argv = [sys.executable, "-m", "engram", "report", "--out", str(args.out)]
