@@ -53,6 +53,8 @@ class Kernel:
     unit: str
     #: fixed edge cases: NaN, inf, denormal, zero, empty ...
     edge_cases: Callable[[], list] = lambda: []
+    #: the public function under test; None means ``engram.<name>``
+    function: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,9 @@ class Goal:
 
     kind:
       "speedup"    baseline ``against`` time / engram time >= value
-      "bandwidth"  bytes moved / engram time / measured read bandwidth >= value
+      "bandwidth"  bytes moved / engram time / measured bandwidth >= value; ``against``
+                   names the probe: "read" (default, a pure read) or "triad"
+                   (out = out * a + b: three streams read, one written)
       "ratio_to"   engram time / workload ``against``'s engram time <= value
       "scaling"    engram time at 1 thread / engram time at ``threads`` >= value
       "rate"       elements / engram time in ns >= value
@@ -95,8 +99,28 @@ class Workload:
     threads: int | None = 1
 
 
+@dataclass(frozen=True)
+class RegressCase:
+    """One row of ``python -m engram regress``: instructions per call under callgrind.
+
+    ``setup`` builds small fixed inputs (seeded: the count must not change
+    from run to run, and valgrind runs ~50x slower than the CPU); ``run``
+    returns the call to count, which should pin ``threads=1`` (callgrind
+    counts the calling thread only).  The call runs once uncounted, then
+    ``repeat`` times counted; the baseline keeps instructions per call.
+    """
+
+    id: str
+    kernel: str
+    setup: Callable[[], dict]
+    run: Callable[[dict], Call]
+    repeat: int = 20
+    title: str = ""
+
+
 KERNELS: dict[str, Kernel] = {}
 WORKLOADS: dict[str, Workload] = {}
+REGRESS: dict[str, RegressCase] = {}
 
 
 def register_kernel(kernel: Kernel) -> Kernel:
@@ -107,6 +131,34 @@ def register_kernel(kernel: Kernel) -> Kernel:
 def register_workload(workload: Workload) -> Workload:
     WORKLOADS[workload.id] = workload
     return workload
+
+
+def register_regress(case: RegressCase) -> RegressCase:
+    REGRESS[case.id] = case
+    return case
+
+
+def aligned(array, alignment: int = 64) -> np.ndarray:
+    """A C-contiguous copy of ``array`` whose data starts on an ``alignment``-byte boundary.
+
+    Instruction counts of a SIMD loop can depend on where its data starts
+    (alignment peeling); regress rows use this so theirs cannot.
+    """
+    a = np.asarray(array)
+    buf = np.empty(a.nbytes + alignment, dtype=np.uint8)
+    start = -buf.ctypes.data % alignment
+    out = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def public_function(kernel: Kernel) -> Callable | None:
+    """The function a kernel row tests: ``kernel.function`` or ``engram.<name>``."""
+    if kernel.function is not None:
+        return kernel.function
+    import engram
+
+    return getattr(engram, kernel.name, None)
 
 
 # ---- helpers shared by the error measures ---------------------------------
@@ -158,10 +210,16 @@ def ulp_error_f32(got, expected_f64) -> float:
 
 # ---- importing the rows ----------------------------------------------------
 # Each kernel's rows live in its own section of engram/_cases.py; importing
-# it fills KERNELS and WORKLOADS.
+# it fills KERNELS, WORKLOADS and REGRESS.
 
 
 def load() -> tuple[dict, dict]:
     from . import _cases  # noqa: F401  (registers on import)
 
     return KERNELS, WORKLOADS
+
+
+def load_regress() -> dict:
+    from . import _cases  # noqa: F401  (registers on import)
+
+    return REGRESS
