@@ -36,6 +36,81 @@ def layouts(draw, array: np.ndarray):
 
 # ==== similarity ====
 
+#: what a row can have injected: the values the numerics contract is about
+ROW_INJECTIONS = ("none", "zero", "nan", "inf", "neg_inf", "denormal_row", "tiny_row",
+                  "huge_row", "denormal_elements", "duplicate", "scaled_copy", "negated")
+
+
+def inject_rows(rng: np.random.Generator, a: np.ndarray, kinds) -> np.ndarray:
+    """Apply one injection per row (``kinds[i]``) to a copy of the 2-D array ``a``."""
+    a = a.copy()
+    f32 = a.dtype == np.float32
+    denormal = 1e-41 if f32 else 1e-312
+    tiny = 1e-21 if f32 else 1e-160
+    huge = 1e21 if f32 else 1e160
+    n, d = a.shape
+    for i, kind in enumerate(kinds):
+        if d == 0 or kind == "none":
+            continue
+        j = int(rng.integers(d))
+        if kind == "zero":
+            a[i] = 0
+        elif kind == "nan":
+            a[i, j] = np.nan
+        elif kind == "inf":
+            a[i, j] = np.inf
+        elif kind == "neg_inf":
+            a[i, j] = -np.inf
+        elif kind == "denormal_row":
+            # every element denormal: the squared norm underflows
+            a[i] = (rng.standard_normal(d) * denormal).astype(a.dtype)
+        elif kind == "tiny_row":
+            a[i] *= a.dtype.type(tiny)
+        elif kind == "huge_row":
+            a[i] *= a.dtype.type(huge)
+        elif kind == "denormal_elements":
+            mask = rng.random(d) < 0.5
+            a[i, mask] = a.dtype.type(denormal)
+        elif n > 1 and kind in ("duplicate", "scaled_copy", "negated"):
+            src = a[int(rng.integers(n))].copy()
+            a[i] = {"duplicate": src, "scaled_copy": src * 2, "negated": -src}[kind]
+    return a
+
+
+@st.composite
+def similarity_matrix(draw, rows, d, dtype, inject=True):
+    """A (rows, d) array of unit-scale normals, some rows with edge values injected."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, d)).astype(dtype)
+    if inject and rows and draw(st.booleans()):
+        kinds = draw(st.lists(st.sampled_from(ROW_INJECTIONS), min_size=rows, max_size=rows))
+        a = inject_rows(rng, a, kinds)
+    return a
+
+
+@st.composite
+def similarity_shapes(draw, max_work=1 << 21, max_rows=300):
+    """(m, n, d): d straddles the vector widths; m * n * d stays small enough for the scalar level."""
+    d = draw(st.sampled_from(STRADDLING_DIMS))
+    limit = max(1, min(max_rows, int((max_work / max(d, 1)) ** 0.5)))
+    m = draw(st.integers(0, limit))
+    n = draw(st.integers(0, limit))
+    return m, n, d
+
+
+@st.composite
+def vector_layouts(draw, vector: np.ndarray):
+    """A 1-D array in another layout: strided or reversed (same values)."""
+    kind = draw(st.sampled_from(["contiguous", "strided", "reversed"]))
+    if kind == "contiguous":
+        return vector
+    if kind == "strided":
+        wide = np.zeros(vector.shape[0] * 2, dtype=vector.dtype)
+        wide[::2] = vector
+        return wide[::2]
+    return np.ascontiguousarray(vector[::-1])[::-1]
+
 # ==== end similarity ====
 
 # ==== spread ====
