@@ -268,19 +268,20 @@ void engram_probe_triad(float *out, const float *a, const float *b, size_t n);
 
 /*
  * Numerics shared by every level (the scalar table is the spec):
- *   - float32 inputs: products accumulate in float32 FMA lanes, and the
- *     lane sums are flushed into float64 at least every
- *     ENGRAM_SIM_F32_FLUSH elements of d; the last reduction, the square
- *     roots and the division are float64.  Each float32 lane therefore sums
- *     at most a few dozen products, which keeps |error| well under 1e-6 for
- *     unit-scale vectors at any d.  float64 inputs accumulate in float64.
+ *   - float32 inputs: products accumulate in float32 FMA lanes, and each
+ *     lane is flushed into float64 after at most ENGRAM_SIM_F32_LANE_TERMS
+ *     products (every 1024 elements of d with 16 lanes, 512 with 8, 256
+ *     with 4); the last reduction, the square roots and the division are
+ *     float64.  With so few terms per float32 partial sum the rounding
+ *     error stays near 1e-7 relative at any d, well inside 1e-6 for
+ *     unit-scale vectors.  float64 inputs accumulate in float64.
  *   - Rows whose squared norm falls outside [TINY, HUGE] of their type
  *     (zero, denormal, ~1e19+ magnitudes, NaN, inf) are handled by an exact
  *     scalar path in similarity.c: zero -> 0, NaN/inf -> NaN, otherwise
  *     both vectors are rescaled by powers of two and recomputed in float64.
  *   - Cosines are clamped to [-1, 1].
  */
-#define ENGRAM_SIM_F32_FLUSH 1024
+#define ENGRAM_SIM_F32_LANE_TERMS 64
 #define ENGRAM_SIM_F32_TINY 1e-30
 #define ENGRAM_SIM_F32_HUGE 1e36
 #define ENGRAM_SIM_F64_TINY 1e-280
@@ -317,13 +318,15 @@ struct engram_similarity_ops {
      * out[i * ldo + j] (+= if accumulate) x[i][k0:k1] . y[j][k0:k1].  Every
      * (i, j) is computed with the same arithmetic, so a pair's value does not
      * depend on its place in the tile (rows may repeat to fill a tile).
-     * f32 callers keep k1 - k0 <= ENGRAM_SIM_F32_FLUSH.
+     * f32 callers keep k1 - k0 <= f32_chunk, the level's flush interval.
      */
     void (*dot_tile_f32)(const float *const *x, const float *const *y, size_t k0, size_t k1,
                          double *out, size_t ldo, int accumulate);
     void (*dot_tile_f64)(const double *const *x, const double *const *y, size_t k0,
                          size_t k1, double *out, size_t ldo, int accumulate);
     unsigned tile_rows_f32, tile_cols_f32, tile_rows_f64, tile_cols_f64;
+    /* elements of d per float32 tile call: lanes * ENGRAM_SIM_F32_LANE_TERMS */
+    unsigned f32_chunk;
     /* out[i] = (float)(x[i] * s) with the product rounded in float64; out may be x. */
     void (*scale_f32)(const float *x, double s, float *out, size_t d);
     void (*scale_f64)(const double *x, double s, double *out, size_t d);

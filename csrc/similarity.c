@@ -153,6 +153,7 @@ const engram_similarity_ops engram_similarity_ops_scalar = {
     .tile_cols_f32 = SCALAR_TILE,
     .tile_rows_f64 = SCALAR_TILE,
     .tile_cols_f64 = SCALAR_TILE,
+    .f32_chunk = 1024, /* float64 sums: only the cache plan limits it */
     .scale_f32 = scale_f32_scalar,
     .scale_f64 = scale_f64_scalar,
 };
@@ -576,8 +577,8 @@ static double vector_inverse_norm(const engram_similarity_ops *ops, engram_float
  * Cache plan.  Queries are taken QB rows at a time, QB chosen so the block
  * (QB x d) stays in L2; the corpus streams through NB rows at a time, read
  * from memory once per query block.  Within a corpus block, a panel of
- * tile_cols corpus rows and one d-chunk (<= ENGRAM_SIM_F32_FLUSH elements,
- * so the float32 flush happens at chunk ends) stays in L1 while every
+ * tile_cols corpus rows and one d-chunk (<= CHUNK_BYTES, and <= the level's
+ * f32_chunk so the float32 flush happens at chunk ends) stays in L1 while every
  * query group of the block passes over it, so each tile loads its query
  * rows from L2 and its corpus rows from L1.
  */
@@ -610,6 +611,7 @@ static tile_plan make_plan(const engram_similarity_ops *ops, engram_float_type t
     p.ldo = p.nb;
     /* equal chunks, each <= CHUNK_BYTES and a multiple of 16 elements */
     size_t max_chunk = CHUNK_BYTES / es;
+    if (type == ENGRAM_FLOAT32 && ops->f32_chunk < max_chunk) max_chunk = ops->f32_chunk;
     size_t chunks = d ? (d + max_chunk - 1) / max_chunk : 1;
     size_t chunk = (d + chunks - 1) / chunks;
     p.chunk = (chunk + 15) / 16 * 16;

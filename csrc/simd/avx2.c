@@ -8,9 +8,13 @@
 
 #include <immintrin.h>
 
+/* Elements of d between float64 flushes: ENGRAM_SIM_F32_LANE_TERMS products per lane. */
+#define SIM_F32_FLUSH (8 * ENGRAM_SIM_F32_LANE_TERMS)
+
 /*
  * float32: 8-lane FMA accumulators, flushed into float64 every
- * ENGRAM_SIM_F32_FLUSH elements (see engram.h).  Tails use vmaskmov loads,
+ * SIM_F32_FLUSH elements of d, so no lane sums more than
+ * ENGRAM_SIM_F32_LANE_TERMS products (see engram.h).  Tails use vmaskmov loads,
  * which never fault on the masked-off elements past the end of a row.
  */
 
@@ -40,7 +44,7 @@ static void pair_f32_avx2(const float *x, const float *y, size_t d, double out[3
     __m256d sxy = _mm256_setzero_pd(), sxx = sxy, syy = sxy;
     size_t i = 0;
     do {
-        size_t end = d - i > ENGRAM_SIM_F32_FLUSH ? i + ENGRAM_SIM_F32_FLUSH : d;
+        size_t end = d - i > SIM_F32_FLUSH ? i + SIM_F32_FLUSH : d;
         __m256 xy0 = _mm256_setzero_ps(), xy1 = xy0, xx0 = xy0, xx1 = xy0, yy0 = xy0, yy1 = xy0;
         for (; i + 16 <= end; i += 16) {
             __m256 a0 = _mm256_loadu_ps(x + i), b0 = _mm256_loadu_ps(y + i);
@@ -116,7 +120,7 @@ dot_norm_rows_f32_avx2(const float *q, const float *rows, ptrdiff_t stride, size
     for (int r = 0; r < R; r++) sd[r] = sn[r] = _mm256_setzero_pd();
     size_t i = 0;
     do {
-        size_t end = d - i > ENGRAM_SIM_F32_FLUSH ? i + ENGRAM_SIM_F32_FLUSH : d;
+        size_t end = d - i > SIM_F32_FLUSH ? i + SIM_F32_FLUSH : d;
         __m256 ad[4], an[4];
         for (int r = 0; r < R; r++) ad[r] = an[r] = _mm256_setzero_ps();
         for (; i + 8 <= end; i += 8) {
@@ -202,7 +206,7 @@ static void norm2_rows_f32_avx2(const float *rows, ptrdiff_t stride, size_t n, s
         __m256d s = _mm256_setzero_pd();
         size_t i = 0;
         do {
-            size_t end = d - i > ENGRAM_SIM_F32_FLUSH ? i + ENGRAM_SIM_F32_FLUSH : d;
+            size_t end = d - i > SIM_F32_FLUSH ? i + SIM_F32_FLUSH : d;
             __m256 a = _mm256_setzero_ps(), b = a;
             for (; i + 16 <= end; i += 16) {
                 __m256 v = _mm256_loadu_ps(row + i), w = _mm256_loadu_ps(row + i + 8);
@@ -398,6 +402,7 @@ const engram_similarity_ops engram_similarity_ops_avx2 = {
     .tile_cols_f32 = TILE_C,
     .tile_rows_f64 = TILE_R,
     .tile_cols_f64 = TILE_C,
+    .f32_chunk = SIM_F32_FLUSH,
     .scale_f32 = scale_f32_avx2,
     .scale_f64 = scale_f64_avx2,
 };

@@ -8,9 +8,13 @@
 
 #include <immintrin.h>
 
+/* Elements of d between float64 flushes: ENGRAM_SIM_F32_LANE_TERMS products per lane. */
+#define SIM_F32_FLUSH (16 * ENGRAM_SIM_F32_LANE_TERMS)
+
 /*
  * float32: 16-lane FMA accumulators, flushed into float64 every
- * ENGRAM_SIM_F32_FLUSH elements (see engram.h); tails use masked loads,
+ * SIM_F32_FLUSH elements of d, so no lane sums more than
+ * ENGRAM_SIM_F32_LANE_TERMS products (see engram.h); tails use masked loads,
  * which never touch memory past the end of a row.
  */
 
@@ -28,7 +32,7 @@ static void pair_f32_avx512(const float *x, const float *y, size_t d, double out
     __m512d sxy = _mm512_setzero_pd(), sxx = sxy, syy = sxy;
     size_t i = 0;
     do {
-        size_t end = d - i > ENGRAM_SIM_F32_FLUSH ? i + ENGRAM_SIM_F32_FLUSH : d;
+        size_t end = d - i > SIM_F32_FLUSH ? i + SIM_F32_FLUSH : d;
         /* four accumulators per sum: 12 independent FMA chains hide the latency */
         __m512 xy0 = _mm512_setzero_ps(), xy1 = xy0, xy2 = xy0, xy3 = xy0;
         __m512 xx0 = xy0, xx1 = xy0, xx2 = xy0, xx3 = xy0;
@@ -108,7 +112,7 @@ dot_norm_rows_f32_avx512(const float *q, const float *rows, ptrdiff_t stride, si
     for (int r = 0; r < R; r++) sd[r] = sn[r] = _mm512_setzero_pd();
     size_t i = 0;
     do {
-        size_t end = d - i > ENGRAM_SIM_F32_FLUSH ? i + ENGRAM_SIM_F32_FLUSH : d;
+        size_t end = d - i > SIM_F32_FLUSH ? i + SIM_F32_FLUSH : d;
         __m512 ad[4], an[4];
         for (int r = 0; r < R; r++) ad[r] = an[r] = _mm512_setzero_ps();
         for (; i + 16 <= end; i += 16) {
@@ -197,7 +201,7 @@ norm_rows_f32_avx512(const float *rows, ptrdiff_t stride, size_t d, double *norm
     for (int r = 0; r < R; r++) sn[r] = _mm512_setzero_pd();
     size_t i = 0;
     do {
-        size_t end = d - i > ENGRAM_SIM_F32_FLUSH ? i + ENGRAM_SIM_F32_FLUSH : d;
+        size_t end = d - i > SIM_F32_FLUSH ? i + SIM_F32_FLUSH : d;
         __m512 an[4], bn[4];
         for (int r = 0; r < R; r++) an[r] = bn[r] = _mm512_setzero_ps();
         for (; i + 32 <= end; i += 32) {
@@ -442,6 +446,7 @@ const engram_similarity_ops engram_similarity_ops_avx512 = {
     .tile_cols_f32 = TILE_C,
     .tile_rows_f64 = TILE64_R,
     .tile_cols_f64 = TILE64_C,
+    .f32_chunk = SIM_F32_FLUSH,
     .scale_f32 = scale_f32_avx512,
     .scale_f64 = scale_f64_avx512,
 };
