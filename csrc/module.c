@@ -580,6 +580,7 @@ static PyObject *cosine_similarity_impl(PyObject *module, PyObject *const *args,
     vectors_of(xa.arr, &x);
     vectors_of(ya.arr, &y);
     int x_matrix = PyArray_NDIM(xa.arr) == 2, y_matrix = PyArray_NDIM(ya.arr) == 2;
+    if (check_size(fname, "the result", x.n, y.n, (size_t)PyArray_ITEMSIZE(xa.arr)) < 0) goto done;
     size_t work = work_of(x.n, y.n, x.d);
     engram_status status = ENGRAM_OK;
     engram_arena *arena = engram_arena_get();
