@@ -36,45 +36,7 @@ def layouts(draw, array: np.ndarray):
 
 # ==== similarity ====
 
-#: what a row can have injected: the values the numerics contract is about
-ROW_INJECTIONS = ("none", "zero", "nan", "inf", "neg_inf", "denormal_row", "tiny_row",
-                  "huge_row", "denormal_elements", "duplicate", "scaled_copy", "negated")
-
-
-def inject_rows(rng: np.random.Generator, a: np.ndarray, kinds) -> np.ndarray:
-    """Apply one injection per row (``kinds[i]``) to a copy of the 2-D array ``a``."""
-    a = a.copy()
-    f32 = a.dtype == np.float32
-    denormal = 1e-41 if f32 else 1e-312
-    tiny = 1e-21 if f32 else 1e-160
-    huge = 1e21 if f32 else 1e160
-    n, d = a.shape
-    for i, kind in enumerate(kinds):
-        if d == 0 or kind == "none":
-            continue
-        j = int(rng.integers(d))
-        if kind == "zero":
-            a[i] = 0
-        elif kind == "nan":
-            a[i, j] = np.nan
-        elif kind == "inf":
-            a[i, j] = np.inf
-        elif kind == "neg_inf":
-            a[i, j] = -np.inf
-        elif kind == "denormal_row":
-            # every element denormal: the squared norm underflows
-            a[i] = (rng.standard_normal(d) * denormal).astype(a.dtype)
-        elif kind == "tiny_row":
-            a[i] *= a.dtype.type(tiny)
-        elif kind == "huge_row":
-            a[i] *= a.dtype.type(huge)
-        elif kind == "denormal_elements":
-            mask = rng.random(d) < 0.5
-            a[i, mask] = a.dtype.type(denormal)
-        elif n > 1 and kind in ("duplicate", "scaled_copy", "negated"):
-            src = a[int(rng.integers(n))].copy()
-            a[i] = {"duplicate": src, "scaled_copy": src * 2, "negated": -src}[kind]
-    return a
+from engram._cases import ROW_INJECTIONS, inject_rows  # noqa: E402,F401  (one implementation)
 
 
 @st.composite
