@@ -290,6 +290,7 @@ void engram_probe_triad(float *out, const float *a, const float *b, size_t n);
 #define ENGRAM_SIM_TILE_MAX 32
 
 typedef enum engram_float_type { ENGRAM_FLOAT32 = 0, ENGRAM_FLOAT64 = 1 } engram_float_type;
+typedef enum engram_metric { ENGRAM_METRIC_COSINE = 0, ENGRAM_METRIC_DOT = 1 } engram_metric;
 
 /* n vectors of d elements; strides in bytes, any sign. */
 typedef struct engram_vectors {
@@ -327,6 +328,18 @@ struct engram_similarity_ops {
     unsigned tile_rows_f32, tile_cols_f32, tile_rows_f64, tile_cols_f64;
     /* elements of d per float32 tile call: lanes * ENGRAM_SIM_F32_LANE_TERMS */
     unsigned f32_chunk;
+    /*
+     * Scores of one x row against n y rows from their dot products: cosine
+     * clamp((dots[j] * x_inv) * y_inv[j], -1, 1), dot dots[j]; NaN where the
+     * inverse norms are not both > 0 (the driver recomputes those pairs).
+     */
+    void (*scores_f32)(const double *dots, const double *y_inv, double x_inv, size_t n,
+                       int metric, float *out);
+    void (*scores_f64)(const double *dots, const double *y_inv, double x_inv, size_t n,
+                       int metric, double *out);
+    /* The j < n with !(s[j] <= threshold), i.e. above it or NaN, ascending; returns how many. */
+    size_t (*select_f32)(const float *s, size_t n, float threshold, uint32_t *idx);
+    size_t (*select_f64)(const double *s, size_t n, double threshold, uint32_t *idx);
     /* out[i] = (float)(x[i] * s) with the product rounded in float64; out may be x. */
     void (*scale_f32)(const float *x, double s, float *out, size_t d);
     void (*scale_f64)(const double *x, double s, double *out, size_t d);
@@ -357,8 +370,6 @@ engram_status engram_cosine(engram_arena *arena, engram_float_type type,
 engram_status engram_normalize(engram_arena *arena, engram_float_type type,
                                const engram_vectors *x, void *out,
                                ptrdiff_t out_row_stride_bytes);
-
-typedef enum engram_metric { ENGRAM_METRIC_COSINE = 0, ENGRAM_METRIC_DOT = 1 } engram_metric;
 
 /*
  * For each query i: the k best corpus rows by score (descending, ties to

@@ -131,6 +131,40 @@ static void dot_tile_f64_scalar(const double *const *x, const double *const *y, 
         }
 }
 
+static inline double clamp_unit(double c) {
+    /* NaN passes through: both comparisons are false. */
+    return c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c;
+}
+
+static inline double fast_score(double dot, double x_inv, double y_inv, int metric) {
+    if (!(x_inv > 0 && y_inv > 0)) return NAN;
+    return metric == ENGRAM_METRIC_DOT ? dot : clamp_unit(dot * x_inv * y_inv);
+}
+
+static void scores_f32_scalar(const double *dots, const double *y_inv, double x_inv, size_t n,
+                              int metric, float *out) {
+    for (size_t j = 0; j < n; j++) out[j] = (float)fast_score(dots[j], x_inv, y_inv[j], metric);
+}
+
+static void scores_f64_scalar(const double *dots, const double *y_inv, double x_inv, size_t n,
+                              int metric, double *out) {
+    for (size_t j = 0; j < n; j++) out[j] = fast_score(dots[j], x_inv, y_inv[j], metric);
+}
+
+static size_t select_f32_scalar(const float *s, size_t n, float threshold, uint32_t *idx) {
+    size_t count = 0;
+    for (size_t j = 0; j < n; j++)
+        if (!(s[j] <= threshold)) idx[count++] = (uint32_t)j;
+    return count;
+}
+
+static size_t select_f64_scalar(const double *s, size_t n, double threshold, uint32_t *idx) {
+    size_t count = 0;
+    for (size_t j = 0; j < n; j++)
+        if (!(s[j] <= threshold)) idx[count++] = (uint32_t)j;
+    return count;
+}
+
 static void scale_f32_scalar(const float *x, double s, float *out, size_t d) {
     for (size_t i = 0; i < d; i++) out[i] = (float)((double)x[i] * s);
 }
@@ -154,6 +188,10 @@ const engram_similarity_ops engram_similarity_ops_scalar = {
     .tile_rows_f64 = SCALAR_TILE,
     .tile_cols_f64 = SCALAR_TILE,
     .f32_chunk = 1024, /* float64 sums: only the cache plan limits it */
+    .scores_f32 = scores_f32_scalar,
+    .scores_f64 = scores_f64_scalar,
+    .select_f32 = select_f32_scalar,
+    .select_f64 = select_f64_scalar,
     .scale_f32 = scale_f32_scalar,
     .scale_f64 = scale_f64_scalar,
 };
@@ -164,11 +202,6 @@ const engram_similarity_ops engram_similarity_ops_scalar = {
 
 /* Marks a finite row the fast arithmetic cannot handle (see the top of the file). */
 #define CLASS_RESCUE (-1.0)
-
-static inline double clamp_unit(double c) {
-    /* NaN passes through: both comparisons are false. */
-    return c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c;
-}
 
 /* Largest |x_i| as a double, or NaN if the row holds a NaN or an infinity. */
 static double max_abs_f32(const float *x, size_t d) {
@@ -285,15 +318,6 @@ static double score_fixup(engram_float_type type, engram_metric metric, const vo
     if (isnan(inv_x) || isnan(inv_y)) return NAN;
     if (inv_x == 0 || inv_y == 0) return 0.0;
     return type == ENGRAM_FLOAT32 ? cosine_scaled_f32(x, y, d) : cosine_scaled_f64(x, y, d);
-}
-
-/* The score of a pair from its fast dot product and the two encoded inverse norms. */
-static inline double pair_score(engram_float_type type, engram_metric metric, double dot,
-                                double inv_x, double inv_y, const void *x, const void *y,
-                                size_t d) {
-    if (ENGRAM_LIKELY(inv_x > 0 && inv_y > 0))
-        return metric == ENGRAM_METRIC_DOT ? dot : clamp_unit(dot * inv_x * inv_y);
-    return score_fixup(type, metric, x, y, d, inv_x, inv_y);
 }
 
 /* ------------------------------------------------------------------ */
@@ -506,11 +530,82 @@ static void merge_heaps(engram_float_type type, topk_heap *const *heaps, unsigne
 }
 
 /* ------------------------------------------------------------------ */
-/* One vector against many rows: streaming, memory-bound               */
+/* Scoring a block: fast scores, exact fix-ups, selection              */
 /* ------------------------------------------------------------------ */
 
-/* Rows per call of the one_to_many primitive: its dot/norm output stays in L1. */
-#define STREAM_BLOCK 256
+/* Rows per block of the streaming path, and at most this many y rows per score block. */
+#define BLOCK_ROWS 256
+
+/* Where a block's scores go: an output row of the result, or one top-k heap. */
+typedef struct score_sink {
+    char *out;            /* first result of the block (NULL: heap) */
+    ptrdiff_t out_stride; /* bytes between consecutive results */
+    topk_heap *heap;
+    int64_t first_id;
+} score_sink;
+
+/* Per-worker scratch for scoring one block row. */
+typedef struct score_scratch {
+    double *scores; /* BLOCK_ROWS, also viewed as float */
+    uint32_t *idx;  /* BLOCK_ROWS */
+} score_scratch;
+
+typedef struct block_rows {
+    const rows_view *view;
+    size_t first; /* index of the block's first row in view */
+    size_t n;
+    const double *inv;        /* n encoded inverse norms */
+    const uint32_t *slow;     /* block positions whose inverse norm is not > 0 */
+    size_t n_slow;
+} block_rows;
+
+/* Positions j < n with !(inv[j] > 0): the rows the fast scores cannot cover. */
+static size_t slow_positions(const double *inv, size_t n, uint32_t *slow) {
+    size_t count = 0;
+    for (size_t j = 0; j < n; j++)
+        if (!(inv[j] > 0)) slow[count++] = (uint32_t)j;
+    return count;
+}
+
+/*
+ * The scores of x row `x` against the block `y`, from their dot products,
+ * into `sink`.  Pairs the fast path cannot score are recomputed exactly and
+ * written in place before selection, so candidates reach a heap in id order.
+ */
+static void score_block_row(const engram_similarity_ops *ops, engram_float_type type,
+                            engram_metric metric, const double *dots, const void *x, double x_inv,
+                            const block_rows *y, const score_sink *sink, score_scratch *scratch) {
+    size_t n = y->n, d = y->view->d, es = elsize_of(type);
+    int all_slow = !(x_inv > 0);
+    int direct = sink->out != NULL && sink->out_stride == (ptrdiff_t)es;
+    void *scores = direct ? (void *)sink->out : (void *)scratch->scores;
+    if (type == ENGRAM_FLOAT32) ops->scores_f32(dots, y->inv, x_inv, n, metric, scores);
+    else ops->scores_f64(dots, y->inv, x_inv, n, metric, scores);
+    size_t n_fix = all_slow ? n : y->n_slow;
+    for (size_t t = 0; t < n_fix; t++) {
+        size_t j = all_slow ? t : y->slow[t];
+        double s = score_fixup(type, metric, x, row_at(y->view, y->first + j), d, x_inv, y->inv[j]);
+        store_score(type, scores, j, s);
+    }
+    if (sink->heap) {
+        topk_heap *h = sink->heap;
+        size_t count = type == ENGRAM_FLOAT32
+                           ? ops->select_f32(scores, n, (float)h->threshold, scratch->idx)
+                           : ops->select_f64(scores, n, h->threshold, scratch->idx);
+        for (size_t c = 0; c < count; c++) {
+            size_t j = scratch->idx[c];
+            double s = type == ENGRAM_FLOAT32 ? ((const float *)scores)[j] : ((const double *)scores)[j];
+            heap_offer_slow(h, s, sink->first_id + (int64_t)j);
+        }
+    } else if (!direct) {
+        for (size_t j = 0; j < n; j++)
+            memcpy(sink->out + (ptrdiff_t)j * sink->out_stride, (const char *)scores + j * es, es);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* One vector against many rows: streaming, memory-bound               */
+/* ------------------------------------------------------------------ */
 
 typedef struct stream_task {
     const engram_similarity_ops *ops;
@@ -519,42 +614,42 @@ typedef struct stream_task {
     const void *q;
     double q_inv;
     rows_view rows;
-    /* scores to an output vector ... */
+    /* results to an output vector ... */
     char *out;
     ptrdiff_t out_stride; /* bytes between consecutive results */
     /* ... or into one top-k heap per worker */
     topk_heap *heaps;
-    double *scratch; /* 2 * STREAM_BLOCK doubles per worker */
+    /* per worker: dots, norms, scores (BLOCK_ROWS doubles each) and indices */
+    double *scratch;
 } stream_task;
+
+#define STREAM_SCRATCH_DOUBLES (3 * BLOCK_ROWS + BLOCK_ROWS) /* the last part holds 2 x u32 */
 
 static void stream_worker(void *ctx, unsigned w, unsigned n_workers) {
     stream_task *t = ctx;
     const rows_view *v = &t->rows;
     size_t lo, hi, d = v->d;
-    worker_range(v->n, STREAM_BLOCK, w, n_workers, &lo, &hi);
-    double *dot = t->scratch + (size_t)w * 2 * STREAM_BLOCK, *norm2 = dot + STREAM_BLOCK;
-    topk_heap *heap = t->heaps ? &t->heaps[w] : NULL;
-    for (size_t b = lo; b < hi; b += STREAM_BLOCK) {
-        size_t nb = hi - b < STREAM_BLOCK ? hi - b : STREAM_BLOCK;
+    worker_range(v->n, BLOCK_ROWS, w, n_workers, &lo, &hi);
+    double *dot = t->scratch + (size_t)w * STREAM_SCRATCH_DOUBLES, *inv = dot + BLOCK_ROWS;
+    score_scratch scratch = {inv + BLOCK_ROWS, (uint32_t *)(inv + 2 * BLOCK_ROWS)};
+    uint32_t *slow = scratch.idx + BLOCK_ROWS;
+    for (size_t b = lo; b < hi; b += BLOCK_ROWS) {
+        size_t nb = hi - b < BLOCK_ROWS ? hi - b : BLOCK_ROWS;
         if (t->type == ENGRAM_FLOAT32)
             t->ops->one_to_many_f32(t->q, row_at(v, b), v->stride / (ptrdiff_t)sizeof(float), nb,
-                                    d, dot, norm2);
+                                    d, dot, inv);
         else
             t->ops->one_to_many_f64(t->q, row_at(v, b), v->stride / (ptrdiff_t)sizeof(double),
-                                    nb, d, dot, norm2);
+                                    nb, d, dot, inv);
         for (size_t i = 0; i < nb; i++) {
             const void *row = row_at(v, b + i);
-            double inv = t->type == ENGRAM_FLOAT32 ? classify_f32(row, d, norm2[i])
-                                                   : classify_f64(row, d, norm2[i]);
-            double s = pair_score(t->type, t->metric, dot[i], t->q_inv, inv, t->q, row, d);
-            if (heap) {
-                heap_offer(heap, round_to(t->type, s), (int64_t)(b + i));
-            } else if (t->type == ENGRAM_FLOAT32) {
-                *(float *)(t->out + (ptrdiff_t)(b + i) * t->out_stride) = (float)s;
-            } else {
-                *(double *)(t->out + (ptrdiff_t)(b + i) * t->out_stride) = s;
-            }
+            inv[i] = t->type == ENGRAM_FLOAT32 ? classify_f32(row, d, inv[i])
+                                               : classify_f64(row, d, inv[i]);
         }
+        block_rows y = {v, b, nb, inv, slow, slow_positions(inv, nb, slow)};
+        score_sink sink = {t->heaps ? NULL : t->out + (ptrdiff_t)b * t->out_stride, t->out_stride,
+                           t->heaps ? &t->heaps[w] : NULL, (int64_t)b};
+        score_block_row(t->ops, t->type, t->metric, dot, t->q, t->q_inv, &y, &sink, &scratch);
     }
 }
 
@@ -578,9 +673,11 @@ static double vector_inverse_norm(const engram_similarity_ops *ops, engram_float
  * (QB x d) stays in L2; the corpus streams through NB rows at a time, read
  * from memory once per query block.  Within a corpus block, a panel of
  * tile_cols corpus rows and one d-chunk (<= CHUNK_BYTES, and <= the level's
- * f32_chunk so the float32 flush happens at chunk ends) stays in L1 while every
- * query group of the block passes over it, so each tile loads its query
- * rows from L2 and its corpus rows from L1.
+ * f32_chunk so the float32 flush happens at chunk ends) stays in L1 while
+ * every query group of the block passes over it, so each tile loads its
+ * query rows from L2 and its corpus rows from L1.  While a block is being
+ * computed, the next one is prefetched into L2 a few lines per tile, so the
+ * corpus arrives from memory behind the arithmetic instead of before it.
  */
 #define QUERY_BLOCK_BYTES ((size_t)1 << 20)
 #define CORPUS_BLOCK_ROWS 64
@@ -589,10 +686,10 @@ static double vector_inverse_norm(const engram_similarity_ops *ops, engram_float
 #define TILE_PARALLEL_WORK ((size_t)1 << 23)
 
 typedef struct tile_plan {
-    unsigned mr, nr;    /* tile shape */
-    size_t qb, nb;      /* query block rows (multiple of mr), corpus block rows (of nr) */
-    size_t chunk;       /* elements of d per chunk */
-    size_t ldo;         /* row length of the score block (nb) */
+    unsigned mr, nr; /* tile shape */
+    size_t qb, nb;   /* query block rows (multiple of mr), corpus block rows (of nr) */
+    size_t chunk;    /* elements of d per chunk */
+    size_t ldo;      /* row length of the score block (nb) */
 } tile_plan;
 
 static tile_plan make_plan(const engram_similarity_ops *ops, engram_float_type type, size_t d,
@@ -619,6 +716,35 @@ static tile_plan make_plan(const engram_similarity_ops *ops, engram_float_type t
     return p;
 }
 
+/* Walks the cache lines of a range of rows, a few at a time, prefetching them into L2. */
+typedef struct prefetcher {
+    const rows_view *v;
+    size_t row, end;      /* next row, one past the last */
+    size_t line, lines;   /* next line in the row, lines per row */
+    size_t per_step;
+} prefetcher;
+
+static void prefetch_start(prefetcher *pf, const rows_view *v, size_t first, size_t end,
+                           size_t steps, size_t es) {
+    pf->v = v;
+    pf->row = first;
+    pf->end = end;
+    pf->line = 0;
+    pf->lines = (v->d * es + 63) / 64;
+    size_t total = (end > first ? end - first : 0) * pf->lines;
+    pf->per_step = steps ? total / steps + 1 : total;
+}
+
+static inline void prefetch_step(prefetcher *pf) {
+    for (size_t k = 0; k < pf->per_step && pf->row < pf->end; k++) {
+        __builtin_prefetch((const char *)row_at(pf->v, pf->row) + pf->line * 64, 0, 2);
+        if (++pf->line == pf->lines) {
+            pf->line = 0;
+            pf->row++;
+        }
+    }
+}
+
 /*
  * dots[i * ldo + j] = x_{q0+i} . y_{c0+j} for the block; rows past the end
  * of the block repeat its last row so every tile is full (the score block
@@ -626,7 +752,7 @@ static tile_plan make_plan(const engram_similarity_ops *ops, engram_float_type t
  */
 static void block_dots(const engram_similarity_ops *ops, engram_float_type type,
                        const tile_plan *p, const rows_view *x, size_t q0, size_t q1,
-                       const rows_view *y, size_t c0, size_t c1, double *dots) {
+                       const rows_view *y, size_t c0, size_t c1, double *dots, prefetcher *pf) {
     const float *xr32[ENGRAM_SIM_TILE_MAX], *yr32[ENGRAM_SIM_TILE_MAX];
     const double *xr64[ENGRAM_SIM_TILE_MAX], *yr64[ENGRAM_SIM_TILE_MAX];
     size_t d = x->d;
@@ -650,6 +776,7 @@ static void block_dots(const engram_similarity_ops *ops, engram_float_type type,
                     ops->dot_tile_f32(xr32, yr32, k0, k1, out, p->ldo, k0 != 0);
                 else
                     ops->dot_tile_f64(xr64, yr64, k0, k1, out, p->ldo, k0 != 0);
+                prefetch_step(pf);
             }
             k0 = k1;
         } while (k0 < d);
@@ -669,7 +796,7 @@ typedef struct tile_task {
     ptrdiff_t out_row_stride;
     /* ... or top-k: one heap per (worker, x row) */
     topk_heap *heaps;
-    /* per worker: score block and y inverse norms */
+    /* per worker: dot block, y inverse norms, slow positions, score scratch */
     double *scratch;
     size_t scratch_per_worker;
 } tile_task;
@@ -677,47 +804,41 @@ typedef struct tile_task {
 static void tile_worker(void *ctx, unsigned w, unsigned n_workers) {
     tile_task *t = ctx;
     const tile_plan *p = &t->plan;
-    size_t d = t->x.d;
+    size_t es = elsize_of(t->type);
     size_t x_lo = 0, x_hi = t->x.n, y_lo = 0, y_hi = t->y.n;
     if (t->split_x) worker_range(t->x.n, p->mr, w, n_workers, &x_lo, &x_hi);
     else worker_range(t->y.n, p->nr, w, n_workers, &y_lo, &y_hi);
     double *dots = t->scratch + (size_t)w * t->scratch_per_worker;
     double *y_inv = dots + p->qb * p->ldo;
+    score_scratch scratch = {y_inv + p->nb, (uint32_t *)(y_inv + 2 * p->nb)};
+    uint32_t *slow = scratch.idx + p->nb;
     topk_heap *heaps = t->heaps ? t->heaps + (size_t)w * t->x.n : NULL;
+    size_t groups = (p->qb + p->mr - 1) / p->mr, panels = (p->nb + p->nr - 1) / p->nr;
+    size_t chunks = t->x.d ? (t->x.d + p->chunk - 1) / p->chunk : 1;
     for (size_t q0 = x_lo; q0 < x_hi; q0 += p->qb) {
         size_t q1 = x_hi - q0 < p->qb ? x_hi : q0 + p->qb;
         for (size_t c0 = y_lo; c0 < y_hi; c0 += p->nb) {
             size_t c1 = y_hi - c0 < p->nb ? y_hi : c0 + p->nb;
-            /* first touch of the corpus block: its norms bring it into cache */
+            size_t next_end = y_hi - c1 < p->nb ? y_hi : c1 + p->nb;
+            prefetcher pf;
+            prefetch_start(&pf, &t->y, c1, next_end, groups * panels * chunks, es);
             inverse_norms(t->ops, t->type, &t->y, c0, c1, y_inv);
-            block_dots(t->ops, t->type, p, &t->x, q0, q1, &t->y, c0, c1, dots);
+            block_rows yb = {&t->y, c0, c1 - c0, y_inv, slow, slow_positions(y_inv, c1 - c0, slow)};
+            block_dots(t->ops, t->type, p, &t->x, q0, q1, &t->y, c0, c1, dots, &pf);
             for (size_t i = q0; i < q1; i++) {
-                const double *row_dots = dots + (i - q0) * p->ldo;
-                double xi = t->x_inv[i];
-                const void *xrow = row_at(&t->x, i);
-                if (heaps) {
-                    topk_heap *h = &heaps[i];
-                    for (size_t j = c0; j < c1; j++) {
-                        double s = pair_score(t->type, t->metric, row_dots[j - c0], xi,
-                                              y_inv[j - c0], xrow, row_at(&t->y, j), d);
-                        heap_offer(h, round_to(t->type, s), (int64_t)j);
-                    }
-                } else {
-                    char *out = t->out + (ptrdiff_t)i * t->out_row_stride;
-                    for (size_t j = c0; j < c1; j++) {
-                        double s = pair_score(t->type, t->metric, row_dots[j - c0], xi,
-                                              y_inv[j - c0], xrow, row_at(&t->y, j), d);
-                        store_score(t->type, out, j, s);
-                    }
-                }
+                score_sink sink = {heaps ? NULL : t->out + (ptrdiff_t)i * t->out_row_stride + (ptrdiff_t)(c0 * es),
+                                   (ptrdiff_t)es, heaps ? &heaps[i] : NULL, (int64_t)c0};
+                score_block_row(t->ops, t->type, t->metric, dots + (i - q0) * p->ldo,
+                                row_at(&t->x, i), t->x_inv[i], &yb, &sink, &scratch);
             }
         }
     }
 }
 
-/* Allocate and fill the per-worker scratch of a tile task. */
+/* Allocate the per-worker scratch of a tile task. */
 static int tile_task_scratch(engram_arena *arena, tile_task *t, unsigned n_workers) {
-    t->scratch_per_worker = t->plan.qb * t->plan.ldo + t->plan.nb;
+    /* dots, inverse norms, scores, and two index arrays of nb uint32 */
+    t->scratch_per_worker = t->plan.qb * t->plan.ldo + 3 * t->plan.nb;
     t->scratch = arena_array(arena, (size_t)n_workers * t->scratch_per_worker, sizeof(double));
     return t->scratch ? 0 : -1;
 }
@@ -760,8 +881,8 @@ engram_status engram_cosine(engram_arena *arena, engram_float_type type,
         };
         t.q_inv = vector_inverse_norm(ops, type, t.q, d);
         unsigned nt = engram_threads_for(threads, t.rows.n * (d ? d : 1), STREAM_PARALLEL_WORK,
-                                         (t.rows.n + STREAM_BLOCK - 1) / STREAM_BLOCK);
-        t.scratch = arena_array(arena, (size_t)nt * 2 * STREAM_BLOCK, sizeof(double));
+                                         (t.rows.n + BLOCK_ROWS - 1) / BLOCK_ROWS);
+        t.scratch = arena_array(arena, (size_t)nt * STREAM_SCRATCH_DOUBLES, sizeof(double));
         if (t.scratch == NULL) return ENGRAM_ERR_NOMEM;
         engram_parallel(nt, stream_worker, &t);
         return ENGRAM_OK;
@@ -811,10 +932,10 @@ engram_status engram_top_k(engram_arena *arena, engram_float_type type,
         };
         t.q_inv = vector_inverse_norm(ops, type, x.base, d);
         nt = engram_threads_for(threads, work, STREAM_PARALLEL_WORK,
-                                n ? (n + STREAM_BLOCK - 1) / STREAM_BLOCK : 1);
+                                n ? (n + BLOCK_ROWS - 1) / BLOCK_ROWS : 1);
         heaps = arena_array(arena, nt, sizeof(topk_heap));
         scored *items = arena_array(arena, (size_t)nt * (cap ? cap : 1), sizeof(scored));
-        t.scratch = arena_array(arena, (size_t)nt * 2 * STREAM_BLOCK, sizeof(double));
+        t.scratch = arena_array(arena, (size_t)nt * STREAM_SCRATCH_DOUBLES, sizeof(double));
         if (heaps == NULL || items == NULL || t.scratch == NULL) return ENGRAM_ERR_NOMEM;
         for (unsigned w = 0; w < nt; w++) heap_init(&heaps[w], items + (size_t)w * cap, cap);
         t.heaps = heaps;
@@ -857,9 +978,9 @@ engram_status engram_normalize(engram_arena *arena, engram_float_type type,
     if (n == 0 || d == 0) return ENGRAM_OK;
     rows_view x;
     if (contiguous_rows(arena, type, xv, &x) < 0) return ENGRAM_ERR_NOMEM;
-    double inv[STREAM_BLOCK];
-    for (size_t b = 0; b < n; b += STREAM_BLOCK) {
-        size_t nb = n - b < STREAM_BLOCK ? n - b : STREAM_BLOCK;
+    double inv[BLOCK_ROWS];
+    for (size_t b = 0; b < n; b += BLOCK_ROWS) {
+        size_t nb = n - b < BLOCK_ROWS ? n - b : BLOCK_ROWS;
         /* norms of the whole block first: out may be x itself */
         inverse_norms(ops, type, &x, b, b + nb, inv);
         for (size_t i = 0; i < nb; i++) {

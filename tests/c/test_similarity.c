@@ -167,6 +167,49 @@ static void check_scale(ctest *t, const engram_similarity_ops *ops) {
     }
 }
 
+/* Scores and selection: pure element-wise arithmetic and compares, so bitwise equal to the spec. */
+static void check_scores_select(ctest *t, const engram_similarity_ops *ops,
+                                const engram_similarity_ops *spec) {
+    enum { N = 67 };
+    double dots[N], inv[N], got64[N], want64[N];
+    float got32[N], want32[N];
+    uint32_t gi[N], wi[N];
+    for (int j = 0; j < N; j++) {
+        dots[j] = 3 * xs64[4][j];
+        inv[j] = fabs(ys64[4][j]) + 0.5;
+    }
+    inv[3] = 0;        /* zero row */
+    inv[10] = NAN;     /* NaN row */
+    inv[20] = -1;      /* needs the scaled path */
+    dots[30] = 1e300;  /* clamped to 1 */
+    dots[31] = -1e300; /* clamped to -1 */
+    static const size_t lens[] = {0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 33, N};
+    for (int metric = 0; metric < 2; metric++)
+        for (int xf = 0; xf < 2; xf++)
+            for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+                size_t n = lens[l];
+                double x_inv = xf ? 0.75 : -1.0;
+                ops->scores_f64(dots, inv, x_inv, n, metric, got64);
+                spec->scores_f64(dots, inv, x_inv, n, metric, want64);
+                ops->scores_f32(dots, inv, x_inv, n, metric, got32);
+                spec->scores_f32(dots, inv, x_inv, n, metric, want32);
+                int same = 1;
+                for (size_t j = 0; j < n; j++)
+                    same &= (got64[j] == want64[j] || (isnan(got64[j]) && isnan(want64[j]))) &&
+                            (got32[j] == want32[j] || (isnan(got32[j]) && isnan(want32[j])));
+                CTEST_CHECK(t, same, "scores metric=%d x_fast=%d n=%zu", metric, xf, n);
+                static const double thresholds[] = {NAN, -INFINITY, 0.0, 0.5, 2.0};
+                for (int k = 0; k < 5; k++) {
+                    size_t a = ops->select_f64(want64, n, thresholds[k], gi);
+                    size_t b = spec->select_f64(want64, n, thresholds[k], wi);
+                    CTEST_CHECK(t, a == b && memcmp(gi, wi, a * sizeof *gi) == 0, "select_f64 n=%zu", n);
+                    a = ops->select_f32(want32, n, (float)thresholds[k], gi);
+                    b = spec->select_f32(want32, n, (float)thresholds[k], wi);
+                    CTEST_CHECK(t, a == b && memcmp(gi, wi, a * sizeof *gi) == 0, "select_f32 n=%zu", n);
+                }
+            }
+}
+
 /* Exact cosine in long double for the entry-point checks. */
 static double exact_cosine_f32(const float *x, const float *y, size_t d) {
     long double xy = 0, xx = 0, yy = 0;
@@ -278,7 +321,8 @@ void ctest_similarity(ctest *t) {
     CTEST_CHECK(t, strcmp(ops->level, t->level) == 0, "active table is %s", ops->level);
     CTEST_CHECK(t, ops->pair_f32 && ops->pair_f64 && ops->one_to_many_f32 && ops->one_to_many_f64 &&
                        ops->norm2_rows_f32 && ops->norm2_rows_f64 && ops->dot_tile_f32 && ops->dot_tile_f64 &&
-                       ops->scale_f32 && ops->scale_f64,
+                       ops->scale_f32 && ops->scale_f64 && ops->scores_f32 && ops->scores_f64 &&
+                       ops->select_f32 && ops->select_f64,
                 "every pointer filled");
     uint64_t seed = 0x9E3779B97F4A7C15ull;
     fill(&seed);
@@ -286,6 +330,7 @@ void ctest_similarity(ctest *t) {
     check_rows(t, ops, spec);
     check_tiles(t, ops);
     check_scale(t, ops);
+    check_scores_select(t, ops, spec);
     check_pair_entry(t);
     check_entries(t);
 }
