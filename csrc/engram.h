@@ -316,15 +316,15 @@ struct engram_similarity_ops {
                            double *norm2);
     /*
      * Register tile of the many-to-many kernels: for i < tile_rows, j < tile_cols,
-     * out[i * ldo + j] (+= if accumulate) x[i][k0:k1] . y[j][k0:k1].  Every
-     * (i, j) is computed with the same arithmetic, so a pair's value does not
-     * depend on its place in the tile (rows may repeat to fill a tile).
-     * f32 callers keep k1 - k0 <= f32_chunk, the level's flush interval.
+     * out[i * ldo + j] (+= if accumulate) x[i][x0 : x0+len] . y[j][0 : len].
+     * Every (i, j) is computed with the same arithmetic, so a pair's value
+     * does not depend on its place in the tile (rows may repeat to fill a
+     * tile).  f32 callers keep len <= f32_chunk, the level's flush interval.
      */
-    void (*dot_tile_f32)(const float *const *x, const float *const *y, size_t k0, size_t k1,
+    void (*dot_tile_f32)(const float *const *x, size_t x0, const float *const *y, size_t len,
                          double *out, size_t ldo, int accumulate);
-    void (*dot_tile_f64)(const double *const *x, const double *const *y, size_t k0,
-                         size_t k1, double *out, size_t ldo, int accumulate);
+    void (*dot_tile_f64)(const double *const *x, size_t x0, const double *const *y, size_t len,
+                         double *out, size_t ldo, int accumulate);
     unsigned tile_rows_f32, tile_cols_f32, tile_rows_f64, tile_cols_f64;
     /* elements of d per float32 tile call: lanes * ENGRAM_SIM_F32_LANE_TERMS */
     unsigned f32_chunk;

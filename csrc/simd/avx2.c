@@ -290,7 +290,6 @@ static inline __m256 sim_reduce8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m
     __m256 h2 = sim_pair_halves(a4, a5), h3 = sim_pair_halves(a6, a7);
     return sim_pair_lanes(sim_pair_quarters(h0, h1), sim_pair_quarters(h2, h3));
 }
-static inline int sim_tree_lane(int t) { return 4 * (t % 2) + t / 2; }
 
 /*
  * Register tile: 2 x-rows by 4 y-rows (8 ymm accumulators + 2 for x and 1
@@ -301,9 +300,9 @@ static inline int sim_tree_lane(int t) { return 4 * (t % 2) + t / 2; }
 
 #define SIM_IN_REGISTER(v) __asm__("" : "+x"(v))
 
-static void dot_tile_f32_avx2(const float *const *x, const float *const *y, size_t k0,
-                              size_t k1, double *out, size_t ldo, int accumulate) {
-    const float *xp0 = x[0], *xp1 = x[1];
+static void dot_tile_f32_avx2(const float *const *x, size_t x0, const float *const *y,
+                              size_t len, double *out, size_t ldo, int accumulate) {
+    const float *xp0 = x[0] + x0, *xp1 = x[1] + x0;
     const float *yp0 = y[0], *yp1 = y[1], *yp2 = y[2], *yp3 = y[3];
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
     __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
@@ -313,8 +312,8 @@ static void dot_tile_f32_avx2(const float *const *x, const float *const *y, size
         a0##c = _mm256_fmadd_ps(x0, yv, a0##c);                                               \
         a1##c = _mm256_fmadd_ps(x1, yv, a1##c);                                               \
     } while (0)
-    size_t k = k0;
-    for (; k + 8 <= k1; k += 8) {
+    size_t k = 0;
+    for (; k + 8 <= len; k += 8) {
         __m256 x0 = _mm256_loadu_ps(xp0 + k), x1 = _mm256_loadu_ps(xp1 + k);
         __m256 y0 = _mm256_loadu_ps(yp0 + k);
         SIM_TILE_COLUMN(0, y0);
@@ -325,8 +324,8 @@ static void dot_tile_f32_avx2(const float *const *x, const float *const *y, size
         __m256 y3 = _mm256_loadu_ps(yp3 + k);
         SIM_TILE_COLUMN(3, y3);
     }
-    if (k < k1) {
-        __m256i m = sim_mask_ps(k1 - k);
+    if (k < len) {
+        __m256i m = sim_mask_ps(len - k);
         __m256 x0 = _mm256_maskload_ps(xp0 + k, m), x1 = _mm256_maskload_ps(xp1 + k, m);
         __m256 y0 = _mm256_maskload_ps(yp0 + k, m);
         SIM_TILE_COLUMN(0, y0);
@@ -338,18 +337,22 @@ static void dot_tile_f32_avx2(const float *const *x, const float *const *y, size
         SIM_TILE_COLUMN(3, y3);
     }
 #undef SIM_TILE_COLUMN
-    float lanes[8] __attribute__((aligned(32)));
-    _mm256_store_ps(lanes, sim_reduce8(a00, a01, a02, a03, a10, a11, a12, a13));
-    for (int t = 0; t < TILE_R * TILE_C; t++) {
-        double v = lanes[sim_tree_lane(t)];
-        double *o = out + (size_t)(t / TILE_C) * ldo + (size_t)(t % TILE_C);
-        *o = accumulate ? *o + v : v;
+    /* slots in order: row 0 in the low half, row 1 in the high half */
+    __m256 sums = _mm256_permutevar8x32_ps(sim_reduce8(a00, a01, a02, a03, a10, a11, a12, a13),
+                                           _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    __m256d row0 = _mm256_cvtps_pd(_mm256_castps256_ps128(sums));
+    __m256d row1 = _mm256_cvtps_pd(_mm256_extractf128_ps(sums, 1));
+    if (accumulate) {
+        row0 = _mm256_add_pd(_mm256_loadu_pd(out), row0);
+        row1 = _mm256_add_pd(_mm256_loadu_pd(out + ldo), row1);
     }
+    _mm256_storeu_pd(out, row0);
+    _mm256_storeu_pd(out + ldo, row1);
 }
 
-static void dot_tile_f64_avx2(const double *const *x, const double *const *y, size_t k0,
-                              size_t k1, double *out, size_t ldo, int accumulate) {
-    const double *xp0 = x[0], *xp1 = x[1];
+static void dot_tile_f64_avx2(const double *const *x, size_t x0, const double *const *y,
+                              size_t len, double *out, size_t ldo, int accumulate) {
+    const double *xp0 = x[0] + x0, *xp1 = x[1] + x0;
     const double *yp0 = y[0], *yp1 = y[1], *yp2 = y[2], *yp3 = y[3];
     __m256d a00 = _mm256_setzero_pd(), a01 = a00, a02 = a00, a03 = a00;
     __m256d a10 = a00, a11 = a00, a12 = a00, a13 = a00;
@@ -359,8 +362,8 @@ static void dot_tile_f64_avx2(const double *const *x, const double *const *y, si
         a0##c = _mm256_fmadd_pd(x0, yv, a0##c);                                               \
         a1##c = _mm256_fmadd_pd(x1, yv, a1##c);                                               \
     } while (0)
-    size_t k = k0;
-    for (; k + 4 <= k1; k += 4) {
+    size_t k = 0;
+    for (; k + 4 <= len; k += 4) {
         __m256d x0 = _mm256_loadu_pd(xp0 + k), x1 = _mm256_loadu_pd(xp1 + k);
         __m256d y0 = _mm256_loadu_pd(yp0 + k);
         SIM_TILE_COLUMN(0, y0);
@@ -371,8 +374,8 @@ static void dot_tile_f64_avx2(const double *const *x, const double *const *y, si
         __m256d y3 = _mm256_loadu_pd(yp3 + k);
         SIM_TILE_COLUMN(3, y3);
     }
-    if (k < k1) {
-        __m256i m = sim_mask_pd(k1 - k);
+    if (k < len) {
+        __m256i m = sim_mask_pd(len - k);
         __m256d x0 = _mm256_maskload_pd(xp0 + k, m), x1 = _mm256_maskload_pd(xp1 + k, m);
         __m256d y0 = _mm256_maskload_pd(yp0 + k, m);
         SIM_TILE_COLUMN(0, y0);

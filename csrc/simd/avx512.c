@@ -347,19 +347,22 @@ static inline __m512 sim_reduce16(const __m512 *a) {
         SIM_TILE_COLUMN(7, load);                                                             \
     } while (0)
 
-static inline __attribute__((always_inline)) void
-sim_store_tile_row(const float *lanes, int first_slot, double *row, int accumulate) {
-    for (int c = 0; c < TILE_C; c++) {
-        int slot = first_slot + c;
-        /* slot t of a 16-tree sits in lane 4 * (t % 4) + t / 4 */
-        double v = lanes[4 * (slot % 4) + slot / 4];
-        row[c] = accumulate ? row[c] + v : v;
-    }
+/* Lane of a tree's result that holds slot t, as a permutation putting slots in order. */
+static inline __m512i sim_tree_order(void) {
+    return _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
 }
 
-static void dot_tile_f32_avx512(const float *const *x, const float *const *y, size_t k0,
-                                size_t k1, double *out, size_t ldo, int accumulate) {
-    const float *xp0 = x[0], *xp1 = x[1], *xp2 = x[2];
+/* Sums of 8 slots (float32, in slot order in the low half of v) added to or stored into a row. */
+static inline void sim_store8(__m256 v, double *row, int accumulate) {
+    __m512d sums = _mm512_cvtps_pd(v);
+    if (accumulate) sums = _mm512_add_pd(_mm512_loadu_pd(row), sums);
+    _mm512_storeu_pd(row, sums);
+}
+
+static void dot_tile_f32_avx512(const float *const *x, size_t x0, const float *const *y,
+                                size_t len, double *out, size_t ldo, int accumulate) {
+    /* x and y advance together: index x rows from x0, so one k serves both */
+    const float *xp0 = x[0] + x0, *xp1 = x[1] + x0, *xp2 = x[2] + x0;
     const float *yp0 = y[0], *yp1 = y[1], *yp2 = y[2], *yp3 = y[3];
     const float *yp4 = y[4], *yp5 = y[5], *yp6 = y[6], *yp7 = y[7];
     __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00,
@@ -368,10 +371,10 @@ static void dot_tile_f32_avx512(const float *const *x, const float *const *y, si
            a17 = a00;
     __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00, a24 = a00, a25 = a00, a26 = a00,
            a27 = a00;
-    size_t k = k0;
-    for (; k + 16 <= k1; k += 16) SIM_TILE_STEP(_mm512_loadu_ps);
-    if (k < k1) {
-        __mmask16 m = sim_mask16(k1 - k);
+    size_t k = 0;
+    for (; k + 16 <= len; k += 16) SIM_TILE_STEP(_mm512_loadu_ps);
+    if (k < len) {
+        __mmask16 m = sim_mask16(len - k);
 #define SIM_MASKED_LOAD(p) _mm512_maskz_loadu_ps(m, p)
         SIM_TILE_STEP(SIM_MASKED_LOAD);
 #undef SIM_MASKED_LOAD
@@ -379,12 +382,11 @@ static void dot_tile_f32_avx512(const float *const *x, const float *const *y, si
     __m512 rows01[16] = {a00, a01, a02, a03, a04, a05, a06, a07,
                          a10, a11, a12, a13, a14, a15, a16, a17};
     __m512 row2[8] = {a20, a21, a22, a23, a24, a25, a26, a27};
-    float lanes01[16] __attribute__((aligned(64))), lanes2[16] __attribute__((aligned(64)));
-    _mm512_store_ps(lanes01, sim_reduce16(rows01));
-    _mm512_store_ps(lanes2, sim_reduce8(row2));
-    sim_store_tile_row(lanes01, 0, out, accumulate);
-    sim_store_tile_row(lanes01, 8, out + ldo, accumulate);
-    sim_store_tile_row(lanes2, 0, out + 2 * ldo, accumulate);
+    __m512 sums01 = _mm512_permutexvar_ps(sim_tree_order(), sim_reduce16(rows01));
+    __m512 sums2 = _mm512_permutexvar_ps(sim_tree_order(), sim_reduce8(row2));
+    sim_store8(_mm512_castps512_ps256(sums01), out, accumulate);
+    sim_store8(_mm512_extractf32x8_ps(sums01, 1), out + ldo, accumulate);
+    sim_store8(_mm512_castps512_ps256(sums2), out + 2 * ldo, accumulate);
 }
 
 #undef SIM_TILE_STEP
@@ -393,24 +395,26 @@ static void dot_tile_f32_avx512(const float *const *x, const float *const *y, si
 #define TILE64_R 4
 #define TILE64_C 4
 
-static void dot_tile_f64_avx512(const double *const *x, const double *const *y, size_t k0,
-                                size_t k1, double *out, size_t ldo, int accumulate) {
+static void dot_tile_f64_avx512(const double *const *x, size_t x0, const double *const *y,
+                                size_t len, double *out, size_t ldo, int accumulate) {
     __m512d acc[TILE64_R * TILE64_C];
     for (int t = 0; t < TILE64_R * TILE64_C; t++) acc[t] = _mm512_setzero_pd();
-    size_t k = k0;
-    for (; k + 8 <= k1; k += 8) {
+    const double *xp[TILE64_R];
+    for (int r = 0; r < TILE64_R; r++) xp[r] = x[r] + x0;
+    size_t k = 0;
+    for (; k + 8 <= len; k += 8) {
         __m512d xv[TILE64_R];
-        for (int r = 0; r < TILE64_R; r++) xv[r] = _mm512_loadu_pd(x[r] + k);
+        for (int r = 0; r < TILE64_R; r++) xv[r] = _mm512_loadu_pd(xp[r] + k);
         for (int c = 0; c < TILE64_C; c++) {
             __m512d yv = _mm512_loadu_pd(y[c] + k);
             for (int r = 0; r < TILE64_R; r++)
                 acc[r * TILE64_C + c] = _mm512_fmadd_pd(xv[r], yv, acc[r * TILE64_C + c]);
         }
     }
-    if (k < k1) {
-        __mmask8 m = sim_mask8(k1 - k);
+    if (k < len) {
+        __mmask8 m = sim_mask8(len - k);
         __m512d xv[TILE64_R];
-        for (int r = 0; r < TILE64_R; r++) xv[r] = _mm512_maskz_loadu_pd(m, x[r] + k);
+        for (int r = 0; r < TILE64_R; r++) xv[r] = _mm512_maskz_loadu_pd(m, xp[r] + k);
         for (int c = 0; c < TILE64_C; c++) {
             __m512d yv = _mm512_maskz_loadu_pd(m, y[c] + k);
             for (int r = 0; r < TILE64_R; r++)

@@ -268,25 +268,27 @@ static void norm2_rows_f64_neon(const double *rows, ptrdiff_t stride, size_t n, 
 #define TILE_R 4
 #define TILE_C 4
 
-static void dot_tile_f32_neon(const float *const *x, const float *const *y, size_t k0,
-                              size_t k1, double *out, size_t ldo, int accumulate) {
+static void dot_tile_f32_neon(const float *const *x, size_t x0, const float *const *y,
+                              size_t len, double *out, size_t ldo, int accumulate) {
     float32x4_t acc[TILE_R][TILE_C];
     for (int r = 0; r < TILE_R; r++)
         for (int c = 0; c < TILE_C; c++) acc[r][c] = vdupq_n_f32(0.0f);
-    size_t k = k0;
-    for (; k + 4 <= k1; k += 4) {
+    const float *xp[TILE_R];
+    for (int r = 0; r < TILE_R; r++) xp[r] = x[r] + x0;
+    size_t k = 0;
+    for (; k + 4 <= len; k += 4) {
         float32x4_t xv[TILE_R];
-        for (int r = 0; r < TILE_R; r++) xv[r] = vld1q_f32(x[r] + k);
+        for (int r = 0; r < TILE_R; r++) xv[r] = vld1q_f32(xp[r] + k);
         for (int c = 0; c < TILE_C; c++) {
             float32x4_t yv = vld1q_f32(y[c] + k);
             for (int r = 0; r < TILE_R; r++) acc[r][c] = vfmaq_f32(acc[r][c], xv[r], yv);
         }
     }
-    if (k < k1) {
+    if (k < len) {
         float32x4_t xv[TILE_R];
-        for (int r = 0; r < TILE_R; r++) xv[r] = sim_load_tail_f32(x[r] + k, k1 - k);
+        for (int r = 0; r < TILE_R; r++) xv[r] = sim_load_tail_f32(xp[r] + k, len - k);
         for (int c = 0; c < TILE_C; c++) {
-            float32x4_t yv = sim_load_tail_f32(y[c] + k, k1 - k);
+            float32x4_t yv = sim_load_tail_f32(y[c] + k, len - k);
             for (int r = 0; r < TILE_R; r++) acc[r][c] = vfmaq_f32(acc[r][c], xv[r], yv);
         }
     }
@@ -305,23 +307,25 @@ static void dot_tile_f32_neon(const float *const *x, const float *const *y, size
     }
 }
 
-static void dot_tile_f64_neon(const double *const *x, const double *const *y, size_t k0,
-                              size_t k1, double *out, size_t ldo, int accumulate) {
+static void dot_tile_f64_neon(const double *const *x, size_t x0, const double *const *y,
+                              size_t len, double *out, size_t ldo, int accumulate) {
     float64x2_t acc[TILE_R][TILE_C];
     for (int r = 0; r < TILE_R; r++)
         for (int c = 0; c < TILE_C; c++) acc[r][c] = vdupq_n_f64(0.0);
-    size_t k = k0;
-    for (; k + 2 <= k1; k += 2) {
+    const double *xp[TILE_R];
+    for (int r = 0; r < TILE_R; r++) xp[r] = x[r] + x0;
+    size_t k = 0;
+    for (; k + 2 <= len; k += 2) {
         float64x2_t xv[TILE_R];
-        for (int r = 0; r < TILE_R; r++) xv[r] = vld1q_f64(x[r] + k);
+        for (int r = 0; r < TILE_R; r++) xv[r] = vld1q_f64(xp[r] + k);
         for (int c = 0; c < TILE_C; c++) {
             float64x2_t yv = vld1q_f64(y[c] + k);
             for (int r = 0; r < TILE_R; r++) acc[r][c] = vfmaq_f64(acc[r][c], xv[r], yv);
         }
     }
-    if (k < k1) {
+    if (k < len) {
         float64x2_t xv[TILE_R];
-        for (int r = 0; r < TILE_R; r++) xv[r] = sim_load_tail_f64(x[r] + k);
+        for (int r = 0; r < TILE_R; r++) xv[r] = sim_load_tail_f64(xp[r] + k);
         for (int c = 0; c < TILE_C; c++) {
             float64x2_t yv = sim_load_tail_f64(y[c] + k);
             for (int r = 0; r < TILE_R; r++) acc[r][c] = vfmaq_f64(acc[r][c], xv[r], yv);

@@ -103,17 +103,18 @@ static void check_tiles(ctest *t, const engram_similarity_ops *ops) {
         if (d > ops->f32_chunk) continue;
         size_t starts[2] = {0, d > 8 ? 5 : 0};
         for (int s = 0; s < 2; s++) {
-            size_t k0 = starts[s], k1 = d > 8 && s ? d - 3 : d;
+            size_t k0 = starts[s], k1 = d > 8 && s ? d - 3 : d, len = k1 - k0;
             for (unsigned r = 0; r < mr; r++) xr[r] = xs32[r % MAX_ROWS];
-            for (unsigned c = 0; c < nr; c++) yr[c] = ys32[c % MAX_ROWS];
+            /* y rows start at the chunk (as the driver's packed panel does) */
+            for (unsigned c = 0; c < nr; c++) yr[c] = ys32[c % MAX_ROWS] + k0;
             for (unsigned i = 0; i < mr * nr; i++) out[i] = 0.25 * i;
-            ops->dot_tile_f32(xr, yr, k0, k1, out, nr, 1);
+            ops->dot_tile_f32(xr, k0, yr, len, out, nr, 1);
             for (unsigned r = 0; r < mr; r++)
                 for (unsigned c = 0; c < nr; c++) {
                     double want = 0, xx = 0, yy = 0;
-                    for (size_t i = k0; i < k1; i++) {
-                        want += (double)xr[r][i] * yr[c][i];
-                        xx += (double)xr[r][i] * xr[r][i];
+                    for (size_t i = 0; i < len; i++) {
+                        want += (double)xr[r][k0 + i] * yr[c][i];
+                        xx += (double)xr[r][k0 + i] * xr[r][k0 + i];
                         yy += (double)yr[c][i] * yr[c][i];
                     }
                     CTEST_CHECK(t, close_to(out[r * nr + c] - 0.25 * (r * nr + c), want, 3e-7, sqrt(xx * yy) + 1),
@@ -121,9 +122,9 @@ static void check_tiles(ctest *t, const engram_similarity_ops *ops) {
                                 out[r * nr + c] - 0.25 * (r * nr + c), want);
                 }
             /* every slot computes a pair identically: rotate the x rows and compare bitwise */
-            ops->dot_tile_f32(xr, yr, k0, k1, out, nr, 0);
+            ops->dot_tile_f32(xr, k0, yr, len, out, nr, 0);
             for (unsigned r = 0; r < mr; r++) xp[r] = xr[(r + 1) % mr];
-            ops->dot_tile_f32(xp, yr, k0, k1, perm, nr, 0);
+            ops->dot_tile_f32(xp, k0, yr, len, perm, nr, 0);
             for (unsigned r = 0; r < mr; r++)
                 for (unsigned c = 0; c < nr; c++)
                     CTEST_CHECK(t, perm[r * nr + c] == out[((r + 1) % mr) * nr + c],
@@ -135,7 +136,7 @@ static void check_tiles(ctest *t, const engram_similarity_ops *ops) {
         size_t d = dims[k];
         for (unsigned r = 0; r < mr64; r++) xr64[r] = xs64[(r + 2) % MAX_ROWS];
         for (unsigned c = 0; c < nr64; c++) yr64[c] = ys64[(c + 1) % MAX_ROWS];
-        ops->dot_tile_f64(xr64, yr64, 0, d, out, nr64, 0);
+        ops->dot_tile_f64(xr64, 0, yr64, d, out, nr64, 0);
         for (unsigned r = 0; r < mr64; r++)
             for (unsigned c = 0; c < nr64; c++) {
                 double want = 0, xx = 0, yy = 0;
