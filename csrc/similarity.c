@@ -653,8 +653,11 @@ static void stream_worker(void *ctx, unsigned w, unsigned n_workers) {
     }
 }
 
-/* Streaming pays for a second thread above about this many elements (n * d). */
-#define STREAM_PARALLEL_WORK ((size_t)1 << 21)
+/*
+ * A second thread pays above about this many elements (n * d): starting one
+ * costs 13-20 us here, streaming 2 MB from L3 about 60 us.
+ */
+#define STREAM_PARALLEL_WORK ((size_t)1 << 19)
 
 static double vector_inverse_norm(const engram_similarity_ops *ops, engram_float_type type,
                                   const void *q, size_t d) {
@@ -684,8 +687,8 @@ static double vector_inverse_norm(const engram_similarity_ops *ops, engram_float
 #define QUERY_BLOCK_BYTES ((size_t)768 << 10)
 #define CORPUS_BLOCK_ROWS 64
 #define CHUNK_BYTES 4096
-/* Many-to-many work (m * n * d) above which a second thread pays for itself. */
-#define TILE_PARALLEL_WORK ((size_t)1 << 23)
+/* Many-to-many work (m * n * d) above which a second thread pays for itself (~30 us of tiles). */
+#define TILE_PARALLEL_WORK ((size_t)1 << 22)
 
 typedef struct tile_plan {
     unsigned mr, nr; /* tile shape */
@@ -720,29 +723,33 @@ static tile_plan make_plan(const engram_similarity_ops *ops, engram_float_type t
     return p;
 }
 
-/* Walks the cache lines of a range of rows, a few per step, prefetching them into L2. */
+/* Walks the cache lines of a range of rows, a few per step, prefetching them into cache. */
 typedef struct prefetcher {
-    const char *row;     /* current row */
+    const char *row;     /* start of the current row's first line */
     ptrdiff_t stride;    /* bytes between rows */
     size_t rows_left;    /* rows from `row` on */
     size_t line, lines;  /* next line in the row, lines per row */
     size_t per_step;
 } prefetcher;
 
-static void prefetch_start(prefetcher *pf, const rows_view *v, size_t first, size_t end,
-                           size_t steps, size_t es) {
-    pf->rows_left = end > first ? end - first : 0;
-    pf->row = pf->rows_left ? row_at(v, first) : NULL;
-    pf->stride = v->stride;
+/* `rows` rows of `bytes` bytes from `first`, spread over `steps` calls of prefetch_step(). */
+static void prefetch_start(prefetcher *pf, const void *first, ptrdiff_t stride, size_t rows,
+                           size_t bytes, size_t steps) {
+    uintptr_t start = (uintptr_t)first;
+    pf->rows_left = bytes && first ? rows : 0;
+    pf->row = pf->rows_left ? (const char *)first - start % 64 : NULL;
+    pf->stride = stride;
     pf->line = 0;
-    pf->lines = (v->d * es + 63) / 64;
+    pf->lines = (start % 64 + bytes + 63) / 64;
     size_t total = pf->rows_left * pf->lines;
     pf->per_step = steps ? total / steps + 1 : total;
 }
 
-static inline void prefetch_step(prefetcher *pf) {
+/* for_write: the lines are about to be stored to, so ask for them exclusive (no later upgrade) */
+static inline void prefetch_step(prefetcher *pf, int for_write) {
     for (size_t k = pf->per_step; k > 0 && pf->rows_left; k--) {
-        __builtin_prefetch(pf->row + pf->line * 64, 0, 2);
+        if (for_write) __builtin_prefetch(pf->row + pf->line * 64, 1, 3);
+        else __builtin_prefetch(pf->row + pf->line * 64, 0, 2);
         if (++pf->line == pf->lines) {
             pf->line = 0;
             pf->row += pf->stride;
@@ -789,7 +796,8 @@ static int rows_line_aligned(const rows_view *v) {
  */
 static void block_dots(const engram_similarity_ops *ops, engram_float_type type,
                        const tile_plan *p, const void *x_table, size_t groups, const rows_view *y,
-                       size_t c0, size_t c1, double *dots, void *panel, prefetcher *pf) {
+                       size_t c0, size_t c1, double *dots, void *panel, prefetcher *next_block,
+                       prefetcher *out_lines) {
     const float *y32[ENGRAM_SIM_TILE_MAX];
     const double *y64[ENGRAM_SIM_TILE_MAX];
     size_t d = y->d, es = elsize_of(type);
@@ -816,7 +824,8 @@ static void block_dots(const engram_similarity_ops *ops, engram_float_type type,
                 else
                     ops->dot_tile_f64((const double *const *)x_table + g * p->mr, k0, y64, len,
                                       out, p->ldo, k0 != 0);
-                prefetch_step(pf);
+                prefetch_step(next_block, 0);
+                prefetch_step(out_lines, 1);
             }
             k0 += len;
         } while (k0 < d);
@@ -872,11 +881,17 @@ static void tile_worker(void *ctx, unsigned w, unsigned n_workers) {
         for (size_t c0 = y_lo; c0 < y_hi; c0 += p->nb) {
             size_t c1 = y_hi - c0 < p->nb ? y_hi : c0 + p->nb;
             size_t next_end = y_hi - c1 < p->nb ? y_hi : c1 + p->nb;
-            prefetcher pf;
-            prefetch_start(&pf, &t->y, c1, next_end, groups * panels * chunks, es);
+            /* while the tiles run: the next corpus block, and the output this block will write */
+            size_t steps = groups * panels * chunks;
+            prefetcher next_block, out_lines;
+            prefetch_start(&next_block, c1 < next_end ? row_at(&t->y, c1) : NULL, t->y.stride,
+                           next_end - c1, t->y.d * es, steps);
+            prefetch_start(&out_lines, heaps ? NULL : t->out + (ptrdiff_t)q0 * t->out_row_stride + (ptrdiff_t)(c0 * es),
+                           t->out_row_stride, heaps ? 0 : q1 - q0, (c1 - c0) * es, steps);
             inverse_norms(t->ops, t->type, &t->y, c0, c1, y_inv);
             block_rows yb = {&t->y, c0, c1 - c0, y_inv, slow, slow_positions(y_inv, c1 - c0, slow)};
-            block_dots(t->ops, t->type, p, x_table, groups, &t->y, c0, c1, dots, panel, &pf);
+            block_dots(t->ops, t->type, p, x_table, groups, &t->y, c0, c1, dots, panel, &next_block,
+                       &out_lines);
             for (size_t i = q0; i < q1; i++) {
                 score_sink sink = {heaps ? NULL : t->out + (ptrdiff_t)i * t->out_row_stride + (ptrdiff_t)(c0 * es),
                                    (ptrdiff_t)es, heaps ? &heaps[i] : NULL, (int64_t)c0};
