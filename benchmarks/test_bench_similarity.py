@@ -4,9 +4,10 @@ Every workload row of engram/_cases.py whose kernel is cosine_similarity,
 normalize or top_k is benchmarked with each of its contenders: ``engram``,
 each baseline (numpy, numkong, faiss; a missing package is skipped as "not
 installed", never replaced), ``engram@1`` (one thread) where a goal is about
-thread scaling, and ``read-probe`` (a STREAM-style pure read of the same
+thread scaling, ``read-probe`` (a STREAM-style pure read of the same
 corpus, ``_core._probe_read``) where a goal is a share of the machine's read
-bandwidth.  Contenders of a workload run one after another on the same
+bandwidth, and ``read-probe@N`` (N threads reading parts of it at once) where
+a memory-bound workload has a scaling goal.  Contenders of a workload run one after another on the same
 inputs, set up once, so their ratios mean something on a shared machine;
 a summary after the last one prints every goal's measured ratio.
 
@@ -24,6 +25,7 @@ for _name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
 import contextlib  # noqa: E402
 import gc  # noqa: E402
 import math  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -45,10 +47,14 @@ WORKLOADS = {wid: w for wid, w in _WORKLOADS.items() if w.kernel in KERNELS}
 
 def _contenders(w) -> list[str]:
     names = ["engram", *w.baselines]
-    if any(g.kind == "scaling" for g in w.goals):
+    scaling = any(g.kind == "scaling" for g in w.goals)
+    if scaling:
         names.append("engram@1")
-    if any(g.kind == "bandwidth" for g in w.goals):
+    if any(g.kind == "bandwidth" for g in w.goals) or (scaling and w.bytes_moved):
         names.append("read-probe")
+    if scaling and w.bytes_moved:
+        # what the memory system gives two cores: the bound of a memory-bound scaling goal
+        names.append(f"read-probe@{w.threads}")
     return names
 
 
@@ -90,6 +96,22 @@ def _read_probe_call(state) -> Call:
     return Call(_core._probe_read, (_probe_data(state), 1), {})
 
 
+def _parallel_read(parts):
+    """Each part read by its own thread at once (the probe releases the GIL)."""
+    threads = [threading.Thread(target=_core._probe_read, args=(p, 1)) for p in parts[1:]]
+    for t in threads:
+        t.start()
+    _core._probe_read(parts[0], 1)
+    for t in threads:
+        t.join()
+
+
+def _parallel_read_call(state, n) -> Call:
+    data = _probe_data(state)
+    step = -(-data.size // n)
+    return Call(_parallel_read, ([data[i:i + step] for i in range(0, data.size, step)],), {})
+
+
 @contextlib.contextmanager
 def _library_threads(n):
     """BLAS and OpenMP pools limited to the threads engram uses (None: all cores for both)."""
@@ -120,6 +142,8 @@ def test_similarity(workload_id, contender, benchmark, request):
         c = _with_threads(w.run(state), 1)
     elif contender == "read-probe":
         c = _read_probe_call(state)
+    elif contender.startswith("read-probe@"):
+        c = _parallel_read_call(state, int(contender.split("@")[1]))
     else:
         try:
             c = w.baselines[contender](state)
@@ -171,6 +195,10 @@ def _goal_lines() -> list[str]:
             elif g.kind == "scaling":
                 one = _results.get((wid, "engram@1"))
                 got = None if one is None else one / eng
+                probe1, probe_n = _results.get((wid, "read-probe")), _results.get((wid, f"read-probe@{w.threads}"))
+                if probe1 and probe_n:
+                    lines.append(f"    the read probe itself scales {probe1 / probe_n:.3f}x from 1 to "
+                                 f"{w.threads} threads (the bound for a memory-bound kernel)")
             else:
                 got = None
             if got is None:
