@@ -41,6 +41,8 @@ static inline ptrdiff_t sim_prefetch_ahead(ptrdiff_t row_bytes) {
     return rows * row_bytes;
 }
 #define SIM_PREFETCH(p, ahead) _mm_prefetch((const char *)((uintptr_t)(p) + (uintptr_t)(ahead)), _MM_HINT_T0)
+/* Keep v in a register: stops the compiler from re-loading it as a memory operand of each FMA. */
+#define SIM_IN_REGISTER(v) __asm__("" : "+v"(v))
 
 static void pair_f32_avx512(const float *x, const float *y, size_t d, double out[3]) {
     __m512d sxy = _mm512_setzero_pd(), sxx = sxy, syy = sxy;
@@ -56,6 +58,11 @@ static void pair_f32_avx512(const float *x, const float *y, size_t d, double out
             __m512 a1 = _mm512_loadu_ps(x + i + 16), b1 = _mm512_loadu_ps(y + i + 16);
             __m512 a2 = _mm512_loadu_ps(x + i + 32), b2 = _mm512_loadu_ps(y + i + 32);
             __m512 a3 = _mm512_loadu_ps(x + i + 48), b3 = _mm512_loadu_ps(y + i + 48);
+            /* one load per vector: otherwise y is loaded again as an FMA memory operand */
+            SIM_IN_REGISTER(b0);
+            SIM_IN_REGISTER(b1);
+            SIM_IN_REGISTER(b2);
+            SIM_IN_REGISTER(b3);
             xy0 = _mm512_fmadd_ps(a0, b0, xy0);
             xx0 = _mm512_fmadd_ps(a0, a0, xx0);
             yy0 = _mm512_fmadd_ps(b0, b0, yy0);
@@ -322,9 +329,6 @@ static inline __m512 sim_reduce16(const __m512 *a) {
 #define TILE_R 3
 #define TILE_C 8
 
-/* Keep v in a register: stops the compiler from re-loading it as a memory operand of each FMA. */
-#define SIM_IN_REGISTER(v) __asm__("" : "+v"(v))
-
 #define SIM_TILE_COLUMN(c, load)                                                              \
     do {                                                                                      \
         __m512 yv = load(yp##c + k);                                                          \
@@ -551,6 +555,7 @@ const engram_similarity_ops engram_similarity_ops_avx512 = {
 #undef TILE64_R
 #undef TILE64_C
 #undef SIM_PREFETCH
+#undef SIM_IN_REGISTER
 
 /* ==== end similarity ==== */
 
