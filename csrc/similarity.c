@@ -324,10 +324,6 @@ static double score_fixup(engram_float_type type, engram_metric metric, const vo
 /* One pair                                                            */
 /* ------------------------------------------------------------------ */
 
-static double cosine_pair_slow_f32(const float *x, const float *y, size_t d) {
-    return cosine_scaled_f32(x, y, d);
-}
-
 double engram_cosine_pair_f32(const float *x, const float *y, size_t d) {
     double s[3];
     engram_similarity()->pair_f32(x, y, d, s);
@@ -335,7 +331,7 @@ double engram_cosine_pair_f32(const float *x, const float *y, size_t d) {
     if (ENGRAM_LIKELY(s[1] >= ENGRAM_SIM_F32_TINY && s[1] <= ENGRAM_SIM_F32_HUGE &&
                       s[2] >= ENGRAM_SIM_F32_TINY && s[2] <= ENGRAM_SIM_F32_HUGE))
         return clamp_unit(s[0] / sqrt(s[1] * s[2]));
-    return cosine_pair_slow_f32(x, y, d);
+    return cosine_scaled_f32(x, y, d);
 }
 
 double engram_cosine_pair_f64(const double *x, const double *y, size_t d) {
@@ -413,11 +409,6 @@ static void inverse_norms(const engram_similarity_ops *ops, engram_float_type ty
         ops->norm2_rows_f64(row_at(v, lo), stride, n, d, inv);
         for (size_t i = 0; i < n; i++) inv[i] = classify_f64(row_at(v, lo + i), d, inv[i]);
     }
-}
-
-/* Score as the output type rounds it: selection compares what the caller will see. */
-static inline double round_to(engram_float_type type, double s) {
-    return type == ENGRAM_FLOAT32 ? (double)(float)s : s;
 }
 
 static inline void store_score(engram_float_type type, void *out, size_t i, double s) {
