@@ -612,6 +612,14 @@ typedef struct stream_task {
     topk_heap *heaps;
     /* per worker: dots, norms, scores (BLOCK_ROWS doubles each) and indices */
     double *scratch;
+    /*
+     * Blocks are handed out in order from a shared counter: a worker thread
+     * starts 13-20 us after the caller, and a fixed split would leave the
+     * caller idle at the end of small calls.  Each worker still sees its
+     * rows in increasing order, and a row's result does not depend on who
+     * computes it.
+     */
+    size_t next_row, block_rows;
 } stream_task;
 
 #define STREAM_SCRATCH_DOUBLES (3 * BLOCK_ROWS + BLOCK_ROWS) /* the last part holds 2 x u32 */
@@ -619,13 +627,15 @@ typedef struct stream_task {
 static void stream_worker(void *ctx, unsigned w, unsigned n_workers) {
     stream_task *t = ctx;
     const rows_view *v = &t->rows;
-    size_t lo, hi, d = v->d;
-    worker_range(v->n, BLOCK_ROWS, w, n_workers, &lo, &hi);
+    size_t d = v->d;
+    (void)n_workers;
     double *dot = t->scratch + (size_t)w * STREAM_SCRATCH_DOUBLES, *inv = dot + BLOCK_ROWS;
     score_scratch scratch = {inv + BLOCK_ROWS, (uint32_t *)(inv + 2 * BLOCK_ROWS)};
     uint32_t *slow = scratch.idx + BLOCK_ROWS;
-    for (size_t b = lo; b < hi; b += BLOCK_ROWS) {
-        size_t nb = hi - b < BLOCK_ROWS ? hi - b : BLOCK_ROWS;
+    for (;;) {
+        size_t b = __atomic_fetch_add(&t->next_row, t->block_rows, __ATOMIC_RELAXED);
+        if (b >= v->n) break;
+        size_t nb = v->n - b < t->block_rows ? v->n - b : t->block_rows;
         if (t->type == ENGRAM_FLOAT32)
             t->ops->one_to_many_f32(t->q, row_at(v, b), v->stride / (ptrdiff_t)sizeof(float), nb,
                                     d, dot, inv);
@@ -649,6 +659,14 @@ static void stream_worker(void *ctx, unsigned w, unsigned n_workers) {
  * costs 13-20 us here, streaming 2 MB from L3 about 60 us.
  */
 #define STREAM_PARALLEL_WORK ((size_t)1 << 19)
+
+/* Rows per handed-out block: BLOCK_ROWS, or smaller so each worker gets several. */
+static size_t stream_block_rows(size_t n, unsigned n_workers) {
+    if (n_workers <= 1) return BLOCK_ROWS;
+    size_t rows = n / (8 * (size_t)n_workers);
+    rows = rows < 16 ? 16 : rows > BLOCK_ROWS ? BLOCK_ROWS : rows;
+    return rows;
+}
 
 static double vector_inverse_norm(const engram_similarity_ops *ops, engram_float_type type,
                                   const void *q, size_t d) {
@@ -953,6 +971,7 @@ engram_status engram_cosine(engram_arena *arena, engram_float_type type,
                                          (t.rows.n + BLOCK_ROWS - 1) / BLOCK_ROWS);
         t.scratch = arena_array(arena, (size_t)nt * STREAM_SCRATCH_DOUBLES, sizeof(double));
         if (t.scratch == NULL) return ENGRAM_ERR_NOMEM;
+        t.block_rows = stream_block_rows(t.rows.n, nt);
         engram_parallel(nt, stream_worker, &t);
         return ENGRAM_OK;
     }
@@ -1008,6 +1027,7 @@ engram_status engram_top_k(engram_arena *arena, engram_float_type type,
         if (heaps == NULL || items == NULL || t.scratch == NULL) return ENGRAM_ERR_NOMEM;
         for (unsigned w = 0; w < nt; w++) heap_init(&heaps[w], items + (size_t)w * cap, cap);
         t.heaps = heaps;
+        t.block_rows = stream_block_rows(n, nt);
         engram_parallel(nt, stream_worker, &t);
     } else {
         tile_task t = {
