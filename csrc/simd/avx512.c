@@ -324,7 +324,9 @@ static inline __m512 sim_reduce16(const __m512 *a) {
  * Register tile: 3 x-rows by 8 y-rows of float32 accumulators along d
  * (24 zmm, plus 3 for x and 1 for y).  Per 16 elements: 3 loads of x rows
  * (from L2 in the driver's plan), 8 of y rows (from L1) and 24 FMAs, so
- * the FMA ports, not the loads, set the pace.
+ * the FMA ports, not the loads, set the pace.  Measured with the y panel in
+ * L1 and 256 x rows in L2: ~157 GFLOP/s, against ~149 for a 4 x 4 tile,
+ * which loads 4 x rows from L2 per 16 FMAs.
  */
 #define TILE_R 3
 #define TILE_C 8
