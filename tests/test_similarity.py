@@ -15,9 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import (
-    ROW_INJECTIONS,
     STRADDLING_DIMS,
-    inject_rows,
     layouts,
     similarity_matrix,
     similarity_shapes,
