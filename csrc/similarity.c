@@ -655,10 +655,13 @@ static void stream_worker(void *ctx, unsigned w, unsigned n_workers) {
 }
 
 /*
- * A second thread pays above about this many elements (n * d): starting one
- * costs 13-20 us here, streaming 2 MB from L3 about 60 us.
+ * threads=None streams with a second thread above this many elements
+ * (n * d, 8 MB of float32).  Starting one costs 13-20 us here, and right
+ * after a NumPy BLAS call its pool spins on the other core for a while, so
+ * an extra thread made a 3 MB call up to 2x slower while one thread reads it
+ * at the single-core read bandwidth.  threads=2 still splits any size.
  */
-#define STREAM_PARALLEL_WORK ((size_t)1 << 19)
+#define STREAM_PARALLEL_WORK ((size_t)1 << 21)
 
 /* Rows per handed-out block: BLOCK_ROWS, or smaller so each worker gets several. */
 static size_t stream_block_rows(size_t n, unsigned n_workers) {
@@ -696,8 +699,8 @@ static double vector_inverse_norm(const engram_similarity_ops *ops, engram_float
 #define QUERY_BLOCK_BYTES ((size_t)768 << 10)
 #define CORPUS_BLOCK_ROWS 64
 #define CHUNK_BYTES 4096
-/* Many-to-many work (m * n * d) above which a second thread pays for itself (~30 us of tiles). */
-#define TILE_PARALLEL_WORK ((size_t)1 << 22)
+/* Many-to-many work (m * n * d) above which threads=None adds threads: ~100 us of tiles. */
+#define TILE_PARALLEL_WORK ((size_t)1 << 23)
 
 typedef struct tile_plan {
     unsigned mr, nr; /* tile shape */
