@@ -266,9 +266,120 @@ void engram_probe_triad(float *out, const float *a, const float *b, size_t n);
 
 /* ---- similarity (similarity.c, simd/) ------------------------------- */
 
+/*
+ * Numerics shared by every level (the scalar table is the spec):
+ *   - float32 inputs: products accumulate in float32 FMA lanes, and each
+ *     lane is flushed into float64 after at most ENGRAM_SIM_F32_LANE_TERMS
+ *     products (every 1024 elements of d with 16 lanes, 512 with 8, 256
+ *     with 4); the last reduction, the square roots and the division are
+ *     float64.  With so few terms per float32 partial sum the rounding
+ *     error stays near 1e-7 relative at any d, well inside 1e-6 for
+ *     unit-scale vectors.  float64 inputs accumulate in float64.
+ *   - Rows whose squared norm falls outside [TINY, HUGE] of their type
+ *     (zero, denormal, ~1e19+ magnitudes, NaN, inf) are handled by an exact
+ *     scalar path in similarity.c: zero -> 0, NaN/inf -> NaN, otherwise
+ *     both vectors are rescaled by powers of two and recomputed in float64.
+ *   - Cosines are clamped to [-1, 1].
+ */
+#define ENGRAM_SIM_F32_LANE_TERMS 64
+#define ENGRAM_SIM_F32_TINY 1e-30
+#define ENGRAM_SIM_F32_HUGE 1e36
+#define ENGRAM_SIM_F64_TINY 1e-280
+#define ENGRAM_SIM_F64_HUGE 1e280
+/* The register tiles of the many-to-many kernels are at most this big. */
+#define ENGRAM_SIM_TILE_MAX 32
+
+typedef enum engram_float_type { ENGRAM_FLOAT32 = 0, ENGRAM_FLOAT64 = 1 } engram_float_type;
+typedef enum engram_metric { ENGRAM_METRIC_COSINE = 0, ENGRAM_METRIC_DOT = 1 } engram_metric;
+
+/* n vectors of d elements; strides in bytes, any sign. */
+typedef struct engram_vectors {
+    const void *data;
+    size_t n, d;
+    ptrdiff_t row_stride_bytes, col_stride_bytes;
+} engram_vectors;
+
 struct engram_similarity_ops {
     const char *level;
+    /* out = {x.y, x.x, y.y} of contiguous vectors, in one pass. */
+    void (*pair_f32)(const float *x, const float *y, size_t d, double out[3]);
+    void (*pair_f64)(const double *x, const double *y, size_t d, double out[3]);
+    /* For n contiguous rows r_i (stride in elements): dot[i] = q.r_i, norm2[i] = r_i.r_i. */
+    void (*one_to_many_f32)(const float *q, const float *rows, ptrdiff_t stride, size_t n,
+                            size_t d, double *dot, double *norm2);
+    void (*one_to_many_f64)(const double *q, const double *rows, ptrdiff_t stride, size_t n,
+                            size_t d, double *dot, double *norm2);
+    /* norm2[i] = r_i.r_i */
+    void (*norm2_rows_f32)(const float *rows, ptrdiff_t stride, size_t n, size_t d,
+                           double *norm2);
+    void (*norm2_rows_f64)(const double *rows, ptrdiff_t stride, size_t n, size_t d,
+                           double *norm2);
+    /*
+     * Register tile of the many-to-many kernels: for i < tile_rows, j < tile_cols,
+     * out[i * ldo + j] (+= if accumulate) x[i][x0 : x0+len] . y[j][0 : len].
+     * Every (i, j) is computed with the same arithmetic, so a pair's value
+     * does not depend on its place in the tile (rows may repeat to fill a
+     * tile).  f32 callers keep len <= f32_chunk, the level's flush interval.
+     */
+    void (*dot_tile_f32)(const float *const *x, size_t x0, const float *const *y, size_t len,
+                         double *out, size_t ldo, int accumulate);
+    void (*dot_tile_f64)(const double *const *x, size_t x0, const double *const *y, size_t len,
+                         double *out, size_t ldo, int accumulate);
+    unsigned tile_rows_f32, tile_cols_f32, tile_rows_f64, tile_cols_f64;
+    /* elements of d per float32 tile call: lanes * ENGRAM_SIM_F32_LANE_TERMS */
+    unsigned f32_chunk;
+    /*
+     * Scores of one x row against n y rows from their dot products: cosine
+     * clamp((dots[j] * x_inv) * y_inv[j], -1, 1), dot dots[j]; NaN where the
+     * inverse norms are not both > 0 (the driver recomputes those pairs).
+     */
+    void (*scores_f32)(const double *dots, const double *y_inv, double x_inv, size_t n,
+                       int metric, float *out);
+    void (*scores_f64)(const double *dots, const double *y_inv, double x_inv, size_t n,
+                       int metric, double *out);
+    /* The j < n with !(s[j] <= threshold), i.e. above it or NaN, ascending; returns how many. */
+    size_t (*select_f32)(const float *s, size_t n, float threshold, uint32_t *idx);
+    size_t (*select_f64)(const double *s, size_t n, double threshold, uint32_t *idx);
+    /* out[i] = (float)(x[i] * s) with the product rounded in float64; out may be x. */
+    void (*scale_f32)(const float *x, double s, float *out, size_t d);
+    void (*scale_f64)(const double *x, double s, double *out, size_t d);
 };
+
+/*
+ * Cosine of one contiguous pair (the hot single-pair path: no arena, no
+ * threads).  Zero vector -> 0.0, NaN/inf anywhere -> NaN, else in [-1, 1].
+ */
+double engram_cosine_pair_f32(const float *x, const float *y, size_t d);
+double engram_cosine_pair_f64(const double *x, const double *y, size_t d);
+
+/* Cosine of two vectors with any strides (copied into the arena if not contiguous). */
+engram_status engram_cosine_vectors(engram_arena *arena, engram_float_type type,
+                                    const engram_vectors *x, const engram_vectors *y,
+                                    double *result);
+
+/*
+ * out[i * out_row_stride + j] = cosine(x_i, y_j) for i < x->n, j < y->n, in
+ * `type` (both inputs and out).  Any strides; column-strided inputs are
+ * copied once into the arena.  threads: 0 automatic, else that many.
+ */
+engram_status engram_cosine(engram_arena *arena, engram_float_type type,
+                            const engram_vectors *x, const engram_vectors *y, void *out,
+                            ptrdiff_t out_row_stride_bytes, int threads);
+
+/* L2-normalise each row of x into out (out may be x itself); zero rows are copied. */
+engram_status engram_normalize(engram_arena *arena, engram_float_type type,
+                               const engram_vectors *x, void *out,
+                               ptrdiff_t out_row_stride_bytes);
+
+/*
+ * For each query i: the k best corpus rows by score (descending, ties to
+ * the smaller id), NaN never included, padded with id -1 / score -inf.
+ * scores (type) and ids are contiguous queries->n x k.  Scratch is
+ * O(threads * queries * k + one block), never queries x corpus.
+ */
+engram_status engram_top_k(engram_arena *arena, engram_float_type type,
+                           const engram_vectors *queries, const engram_vectors *corpus, size_t k,
+                           engram_metric metric, void *scores, int64_t *ids, int threads);
 
 /* ---- end similarity ------------------------------------------------- */
 

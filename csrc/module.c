@@ -489,6 +489,365 @@ static PyObject *slow_call(PyObject *module, engram_kernel_id id, kernel_impl im
 
 /* ==== similarity ==== */
 
+/* Work (elements touched) above which a call releases the GIL: below it the release costs more. */
+#define SIMILARITY_GIL_WORK ((size_t)1 << 15)
+
+static inline engram_float_type float_type_of(PyArrayObject *a) {
+    return PyArray_TYPE(a) == NPY_FLOAT ? ENGRAM_FLOAT32 : ENGRAM_FLOAT64;
+}
+
+/* The rows of a 1-D (one vector) or 2-D array. */
+static void vectors_of(PyArrayObject *a, engram_vectors *v) {
+    v->data = PyArray_DATA(a);
+    if (PyArray_NDIM(a) == 1) {
+        v->n = 1;
+        v->d = (size_t)PyArray_DIM(a, 0);
+        v->col_stride_bytes = PyArray_STRIDE(a, 0);
+        v->row_stride_bytes = (ptrdiff_t)(v->d * (size_t)PyArray_ITEMSIZE(a));
+    } else {
+        v->n = (size_t)PyArray_DIM(a, 0);
+        v->d = (size_t)PyArray_DIM(a, 1);
+        v->row_stride_bytes = PyArray_STRIDE(a, 0);
+        v->col_stride_bytes = PyArray_STRIDE(a, 1);
+    }
+}
+
+/* Mixed float32/float64 inputs are computed in float64. */
+static int common_float_type(array_in *a, array_in *b) {
+    if (PyArray_TYPE(a->arr) == PyArray_TYPE(b->arr)) return 0;
+    return promote_to_double(a) < 0 || promote_to_double(b) < 0 ? -1 : 0;
+}
+
+static int check_same_dim(const char *fname, const char *a_name, PyArrayObject *a,
+                          const char *b_name, PyArrayObject *b) {
+    npy_intp da = PyArray_DIM(a, PyArray_NDIM(a) - 1), db = PyArray_DIM(b, PyArray_NDIM(b) - 1);
+    if (da == db) return 0;
+    PyObject *desc_a = describe_array(a), *desc_b = describe_array(b);
+    if (desc_a && desc_b)
+        PyErr_Format(PyExc_ValueError,
+                     "%s(): %s and %s must have the same last dimension (vector length), got %s "
+                     "as %U and %s as %U",
+                     fname, a_name, b_name, a_name, desc_a, b_name, desc_b);
+    Py_XDECREF(desc_a);
+    Py_XDECREF(desc_b);
+    return -1;
+}
+
+/* Rows x length of an input must fit the address space. */
+static int check_rows_size(const char *fname, const char *argname, PyArrayObject *a) {
+    if (PyArray_NDIM(a) < 2) return 0;
+    return check_size(fname, argname, (size_t)PyArray_DIM(a, 0), (size_t)PyArray_DIM(a, 1),
+                      (size_t)PyArray_ITEMSIZE(a));
+}
+
+/*
+ * get_out(), except that an empty out is accepted whatever its strides
+ * (NumPy 2 gives empty arrays zero strides, which get_out() reads as a
+ * non-contiguous last axis).
+ */
+static int get_result_out(const char *fname, PyObject *obj, int type, int ndim,
+                          const npy_intp *shape, PyArrayObject **out_arr) {
+    if (PyArray_Check(obj) && PyArray_SIZE((PyArrayObject *)obj) == 0) {
+        PyArrayObject *arr = (PyArrayObject *)obj;
+        int same = PyArray_TYPE(arr) == type && PyArray_NDIM(arr) == ndim;
+        for (int i = 0; same && i < ndim; i++) same = PyArray_DIM(arr, i) == shape[i];
+        if (same && PyArray_ISWRITEABLE(arr)) {
+            *out_arr = arr;
+            return 0;
+        }
+    }
+    return get_out(fname, obj, type, ndim, shape, out_arr);
+}
+
+static size_t work_of(size_t a, size_t b, size_t c) {
+    size_t w = a;
+    if (b && w > SIZE_MAX / b) return SIZE_MAX;
+    w *= b;
+    if (c && w > SIZE_MAX / c) return SIZE_MAX;
+    return w * c;
+}
+
+KERNEL_ENTRY(cosine_similarity, ENGRAM_KERNEL_COSINE_SIMILARITY)
+
+static const char *const cosine_names[] = {"x", "y", "out", "threads"};
+
+static PyObject *cosine_similarity_impl(PyObject *module, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames,
+                                        uint64_t *elements) {
+    (void)module;
+    static const char fname[] = "cosine_similarity";
+    /*
+     * The single-pair path: two native, aligned, contiguous 1-D arrays of
+     * one float type are read in place and the result returned as a float,
+     * with no temporaries, no arena and the GIL held (a 768-d pair takes
+     * less time than releasing and re-taking it).
+     */
+    if (nargs == 2 && kwnames == NULL && PyArray_Check(args[0]) && PyArray_Check(args[1])) {
+        PyArrayObject *x = (PyArrayObject *)args[0], *y = (PyArrayObject *)args[1];
+        const int need = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;
+        int type = PyArray_TYPE(x);
+        if (PyArray_NDIM(x) == 1 && PyArray_NDIM(y) == 1 && type == PyArray_TYPE(y) &&
+            PyArray_DIM(x, 0) == PyArray_DIM(y, 0) && (PyArray_FLAGS(x) & need) == need &&
+            (PyArray_FLAGS(y) & need) == need && PyArray_ISNOTSWAPPED(x) &&
+            PyArray_ISNOTSWAPPED(y) && (size_t)PyArray_DIM(x, 0) < SIMILARITY_GIL_WORK) {
+            if (type == NPY_FLOAT) {
+                *elements = 1;
+                return PyFloat_FromDouble(engram_cosine_pair_f32(
+                    PyArray_DATA(x), PyArray_DATA(y), (size_t)PyArray_DIM(x, 0)));
+            }
+            if (type == NPY_DOUBLE) {
+                *elements = 1;
+                return PyFloat_FromDouble(engram_cosine_pair_f64(
+                    PyArray_DATA(x), PyArray_DATA(y), (size_t)PyArray_DIM(x, 0)));
+            }
+        }
+    }
+
+    PyObject *values[4];
+    if (parse_args(fname, args, nargs, kwnames, cosine_names, 4, 2, 2, values) < 0) return NULL;
+    int threads;
+    if (parse_threads(fname, values[3], &threads) < 0) return NULL;
+    array_in xa, ya;
+    if (get_array(fname, "x", values[0], ACCEPT_FLOATS, 1, 2, &xa) < 0) return NULL;
+    if (get_array(fname, "y", values[1], ACCEPT_FLOATS, 1, 2, &ya) < 0) {
+        array_in_release(&xa);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    PyArrayObject *out = NULL;
+    if (check_same_dim(fname, "x", xa.arr, "y", ya.arr) < 0 ||
+        check_rows_size(fname, "x", xa.arr) < 0 || check_rows_size(fname, "y", ya.arr) < 0 ||
+        common_float_type(&xa, &ya) < 0)
+        goto done;
+    engram_float_type type = float_type_of(xa.arr);
+    int npy_type = PyArray_TYPE(xa.arr);
+    engram_vectors x, y;
+    vectors_of(xa.arr, &x);
+    vectors_of(ya.arr, &y);
+    int x_matrix = PyArray_NDIM(xa.arr) == 2, y_matrix = PyArray_NDIM(ya.arr) == 2;
+    if (check_size(fname, "the result", x.n, y.n, (size_t)PyArray_ITEMSIZE(xa.arr)) < 0) goto done;
+    size_t work = work_of(x.n, y.n, x.d);
+    engram_status status = ENGRAM_OK;
+    engram_arena *arena = engram_arena_get();
+    if (arena == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+
+    if (!x_matrix && !y_matrix) {
+        if (values[2] != NULL && values[2] != Py_None) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s(): out must be None when x and y are both 1-D (the result is a "
+                         "float), got %.100s",
+                         fname, Py_TYPE(values[2])->tp_name);
+            goto done;
+        }
+        double r = 0;
+        if (work >= SIMILARITY_GIL_WORK) {
+            Py_BEGIN_ALLOW_THREADS
+            status = engram_cosine_vectors(arena, type, &x, &y, &r);
+            engram_arena_reset(arena);
+            Py_END_ALLOW_THREADS
+        } else {
+            status = engram_cosine_vectors(arena, type, &x, &y, &r);
+            engram_arena_reset(arena);
+        }
+        if (status != ENGRAM_OK) raise_status(status);
+        else {
+            result = PyFloat_FromDouble(r);
+            *elements = 1;
+        }
+        goto done;
+    }
+
+    npy_intp shape[2];
+    int ndim = 0;
+    if (x_matrix) shape[ndim++] = (npy_intp)x.n;
+    if (y_matrix) shape[ndim++] = (npy_intp)y.n;
+    if (values[2] != NULL && values[2] != Py_None) {
+        if (get_result_out(fname, values[2], npy_type, ndim, shape, &out) < 0 ||
+            check_no_overlap(fname, out, xa.arr, "x", 0) < 0 ||
+            check_no_overlap(fname, out, ya.arr, "y", 0) < 0)
+            goto done;
+        Py_INCREF(out);
+    } else {
+        out = (PyArrayObject *)PyArray_EMPTY(ndim, shape, npy_type, 0);
+        if (out == NULL) goto done;
+    }
+    /* (m, d) x (d,) gives one result per x row: consecutive rows of the output */
+    ptrdiff_t out_row_stride = ndim == 2                    ? PyArray_STRIDE(out, 0)
+                               : (x_matrix && !y_matrix)    ? PyArray_STRIDE(out, 0)
+                                                            : 0;
+    void *out_data = PyArray_DATA(out);
+    if (work >= SIMILARITY_GIL_WORK) {
+        Py_BEGIN_ALLOW_THREADS
+        status = engram_cosine(arena, type, &x, &y, out_data, out_row_stride, threads);
+        engram_arena_reset(arena);
+        Py_END_ALLOW_THREADS
+    } else {
+        status = engram_cosine(arena, type, &x, &y, out_data, out_row_stride, threads);
+        engram_arena_reset(arena);
+    }
+    if (status != ENGRAM_OK) {
+        raise_status(status);
+        Py_CLEAR(out);
+        goto done;
+    }
+    *elements = (uint64_t)x.n * (uint64_t)y.n;
+    result = (PyObject *)out;
+done:
+    array_in_release(&xa);
+    array_in_release(&ya);
+    return result;
+}
+
+KERNEL_ENTRY(normalize, ENGRAM_KERNEL_NORMALIZE)
+
+static const char *const normalize_names[] = {"x", "out"};
+
+static PyObject *normalize_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames, uint64_t *elements) {
+    (void)module;
+    static const char fname[] = "normalize";
+    PyObject *values[2];
+    if (parse_args(fname, args, nargs, kwnames, normalize_names, 2, 1, 1, values) < 0)
+        return NULL;
+    array_in xa;
+    if (get_array(fname, "x", values[0], ACCEPT_FLOATS, 1, 2, &xa) < 0) return NULL;
+    PyObject *result = NULL;
+    PyArrayObject *out = NULL;
+    if (check_rows_size(fname, "x", xa.arr) < 0) goto done;
+    engram_vectors x;
+    vectors_of(xa.arr, &x);
+    int npy_type = PyArray_TYPE(xa.arr);
+    if (values[1] != NULL && values[1] != Py_None) {
+        if (get_result_out(fname, values[1], npy_type, PyArray_NDIM(xa.arr),
+                           PyArray_DIMS(xa.arr), &out) < 0 ||
+            check_no_overlap(fname, out, xa.arr, "x", 1) < 0)
+            goto done;
+        Py_INCREF(out);
+    } else {
+        out = (PyArrayObject *)PyArray_EMPTY(PyArray_NDIM(xa.arr), PyArray_DIMS(xa.arr),
+                                             npy_type, 0);
+        if (out == NULL) goto done;
+    }
+    engram_arena *arena = engram_arena_get();
+    if (arena == NULL) {
+        PyErr_NoMemory();
+        Py_CLEAR(out);
+        goto done;
+    }
+    ptrdiff_t out_row_stride = PyArray_NDIM(out) == 2 ? PyArray_STRIDE(out, 0) : 0;
+    void *out_data = PyArray_DATA(out);
+    engram_float_type type = float_type_of(xa.arr);
+    engram_status status;
+    if (x.n * x.d >= SIMILARITY_GIL_WORK) {
+        Py_BEGIN_ALLOW_THREADS
+        status = engram_normalize(arena, type, &x, out_data, out_row_stride);
+        engram_arena_reset(arena);
+        Py_END_ALLOW_THREADS
+    } else {
+        status = engram_normalize(arena, type, &x, out_data, out_row_stride);
+        engram_arena_reset(arena);
+    }
+    if (status != ENGRAM_OK) {
+        raise_status(status);
+        Py_CLEAR(out);
+        goto done;
+    }
+    *elements = (uint64_t)x.n * (uint64_t)x.d;
+    result = (PyObject *)out;
+done:
+    array_in_release(&xa);
+    return result;
+}
+
+KERNEL_ENTRY(top_k, ENGRAM_KERNEL_TOP_K)
+
+static const char *const top_k_names[] = {"queries", "corpus", "k", "metric", "threads"};
+static const char *const metric_names[] = {"cosine", "dot", NULL};
+
+static PyObject *top_k_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames, uint64_t *elements) {
+    (void)module;
+    static const char fname[] = "top_k";
+    PyObject *values[5];
+    if (parse_args(fname, args, nargs, kwnames, top_k_names, 5, 3, 3, values) < 0) return NULL;
+    int threads, metric = ENGRAM_METRIC_COSINE;
+    if (parse_threads(fname, values[4], &threads) < 0) return NULL;
+    if (values[3] != NULL && (metric = parse_choice(fname, "metric", values[3], metric_names)) < 0)
+        return NULL;
+    PyObject *k_obj = values[2];
+    if (PyBool_Check(k_obj) || !PyIndex_Check(k_obj)) {
+        PyErr_Format(PyExc_TypeError, "%s(): k must be a positive int, got %.100s", fname,
+                     Py_TYPE(k_obj)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t k = PyNumber_AsSsize_t(k_obj, NULL); /* clamps huge values */
+    if (k == -1 && PyErr_Occurred()) return NULL;
+    if (k <= 0) {
+        PyErr_Format(PyExc_ValueError, "%s(): k must be a positive int, got %R", fname, k_obj);
+        return NULL;
+    }
+    array_in qa, ca;
+    if (get_array(fname, "queries", values[0], ACCEPT_FLOATS, 1, 2, &qa) < 0) return NULL;
+    if (get_array(fname, "corpus", values[1], ACCEPT_FLOATS, 2, 2, &ca) < 0) {
+        array_in_release(&qa);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    PyArrayObject *scores = NULL, *ids = NULL;
+    if (check_same_dim(fname, "queries", qa.arr, "corpus", ca.arr) < 0 ||
+        check_rows_size(fname, "queries", qa.arr) < 0 ||
+        check_rows_size(fname, "corpus", ca.arr) < 0 || common_float_type(&qa, &ca) < 0)
+        goto done;
+    engram_vectors q, c;
+    vectors_of(qa.arr, &q);
+    vectors_of(ca.arr, &c);
+    if (check_size(fname, "the result", q.n, (size_t)k, sizeof(int64_t)) < 0) goto done;
+    int one_query = PyArray_NDIM(qa.arr) == 1;
+    npy_intp shape[2] = {(npy_intp)q.n, (npy_intp)k};
+    int npy_type = PyArray_TYPE(qa.arr);
+    scores = (PyArrayObject *)PyArray_EMPTY(one_query ? 1 : 2, one_query ? shape + 1 : shape,
+                                            npy_type, 0);
+    ids = (PyArrayObject *)PyArray_EMPTY(one_query ? 1 : 2, one_query ? shape + 1 : shape,
+                                         NPY_INT64, 0);
+    if (scores == NULL || ids == NULL) goto fail;
+    engram_arena *arena = engram_arena_get();
+    if (arena == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    engram_float_type type = float_type_of(qa.arr);
+    void *scores_data = PyArray_DATA(scores);
+    int64_t *ids_data = (int64_t *)PyArray_DATA(ids);
+    engram_status status;
+    if (work_of(q.n, c.n, q.d) >= SIMILARITY_GIL_WORK) {
+        Py_BEGIN_ALLOW_THREADS
+        status = engram_top_k(arena, type, &q, &c, (size_t)k, (engram_metric)metric, scores_data,
+                              ids_data, threads);
+        engram_arena_reset(arena);
+        Py_END_ALLOW_THREADS
+    } else {
+        status = engram_top_k(arena, type, &q, &c, (size_t)k, (engram_metric)metric, scores_data,
+                              ids_data, threads);
+        engram_arena_reset(arena);
+    }
+    if (status != ENGRAM_OK) {
+        raise_status(status);
+        goto fail;
+    }
+    *elements = (uint64_t)q.n * (uint64_t)k;
+    result = PyTuple_Pack(2, (PyObject *)scores, (PyObject *)ids);
+fail:
+    Py_XDECREF(scores);
+    Py_XDECREF(ids);
+done:
+    array_in_release(&qa);
+    array_in_release(&ca);
+    return result;
+}
+
 /* ==== end similarity ==== */
 
 /* ==== spread ==== */
@@ -1103,6 +1462,21 @@ static PyObject *py_cpu_count(PyObject *module, PyObject *unused) {
 
 static PyMethodDef core_methods[] = {
     /* ==== kernel methods ==== */
+    /* similarity */
+    {"cosine_similarity", (PyCFunction)(void (*)(void))py_cosine_similarity, FASTCALL_KW,
+     "cosine_similarity(x, y, *, out=None, threads=None)\n--\n\n"
+     "Cosine similarity of vectors (d,) or rows (n, d): (d,),(d,) -> float; (d,),(n,d) -> (n,);\n"
+     "(m,d),(d,) -> (m,); (m,d),(n,d) -> (m,n).  float32 or float64 (mixed -> float64).\n"
+     "A zero vector gives 0.0, NaN or inf in either vector gives NaN; results lie in [-1, 1]."},
+    {"normalize", (PyCFunction)(void (*)(void))py_normalize, FASTCALL_KW,
+     "normalize(x, *, out=None)\n--\n\n"
+     "Rows of x (or the vector x) scaled to unit L2 norm; zero rows stay zero, rows with\n"
+     "NaN or inf become NaN.  out may be x itself."},
+    {"top_k", (PyCFunction)(void (*)(void))py_top_k, FASTCALL_KW,
+     "top_k(queries, corpus, k, *, metric='cosine', threads=None)\n--\n\n"
+     "(scores, ids) of the k best corpus rows for each query, best first (ties: smaller id).\n"
+     "metric is 'cosine' or 'dot'.  NaN scores are never returned; rows with fewer than k\n"
+     "valid scores are padded with id -1 and score -inf.  Shapes (q, k), or (k,) for one query."},
     /* ==== end kernel methods ==== */
     {"simd_info", py_simd_info, METH_NOARGS,
      "simd_info()\n--\n\nSIMD levels detected on this CPU, compiled into this build, and active."},

@@ -36,6 +36,43 @@ def layouts(draw, array: np.ndarray):
 
 # ==== similarity ====
 
+from engram._cases import ROW_INJECTIONS, inject_rows  # noqa: E402,F401  (one implementation)
+
+
+@st.composite
+def similarity_matrix(draw, rows, d, dtype, inject=True):
+    """A (rows, d) array of unit-scale normals, some rows with edge values injected."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, d)).astype(dtype)
+    if inject and rows and draw(st.booleans()):
+        kinds = draw(st.lists(st.sampled_from(ROW_INJECTIONS), min_size=rows, max_size=rows))
+        a = inject_rows(rng, a, kinds)
+    return a
+
+
+@st.composite
+def similarity_shapes(draw, max_work=1 << 21, max_rows=300):
+    """(m, n, d): d straddles the vector widths; m * n * d stays small enough for the scalar level."""
+    d = draw(st.sampled_from(STRADDLING_DIMS))
+    limit = max(1, min(max_rows, int((max_work / max(d, 1)) ** 0.5)))
+    m = draw(st.integers(0, limit))
+    n = draw(st.integers(0, limit))
+    return m, n, d
+
+
+@st.composite
+def vector_layouts(draw, vector: np.ndarray):
+    """A 1-D array in another layout: strided or reversed (same values)."""
+    kind = draw(st.sampled_from(["contiguous", "strided", "reversed"]))
+    if kind == "contiguous":
+        return vector
+    if kind == "strided":
+        wide = np.zeros(vector.shape[0] * 2, dtype=vector.dtype)
+        wide[::2] = vector
+        return wide[::2]
+    return np.ascontiguousarray(vector[::-1])[::-1]
+
 # ==== end similarity ====
 
 # ==== spread ====
