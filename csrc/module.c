@@ -388,8 +388,9 @@ UNUSED_OK static int get_out(const char *fname, PyObject *obj, int type, int ndi
         raise_about_array(PyExc_ValueError, fname, "out", "writeable", arr);
         return -1;
     }
+    /* an empty out has nothing to write (NumPy 2 may give it zero strides) */
     if (!PyArray_ISALIGNED(arr) ||
-        (ndim > 0 && shape[ndim - 1] > 1 &&
+        (ndim > 0 && shape[ndim - 1] > 1 && PyArray_SIZE(arr) > 0 &&
          PyArray_STRIDE(arr, ndim - 1) != (npy_intp)PyArray_ITEMSIZE(arr))) {
         raise_about_array(PyExc_ValueError, fname, "out",
                           "aligned with a contiguous last axis", arr);
@@ -456,7 +457,10 @@ static PyObject *slow_call(PyObject *module, engram_kernel_id id, kernel_impl im
             return NULL;
         }
         result = PyObject_Vectorcall(ref, args, nargsf, kwnames);
-        if (result && PyArray_Check(result)) elements = (uint64_t)PyArray_SIZE((PyArrayObject *)result);
+        /* elements of the result (of its first array when it is a tuple, like top_k's) */
+        PyObject *first = result && PyTuple_Check(result) && PyTuple_GET_SIZE(result) > 0
+                              ? PyTuple_GET_ITEM(result, 0) : result;
+        if (first && PyArray_Check(first)) elements = (uint64_t)PyArray_SIZE((PyArrayObject *)first);
         else if (result) elements = 1;
     } else {
         PyObject *token = NULL;
@@ -538,25 +542,6 @@ static int check_rows_size(const char *fname, const char *argname, PyArrayObject
     if (PyArray_NDIM(a) < 2) return 0;
     return check_size(fname, argname, (size_t)PyArray_DIM(a, 0), (size_t)PyArray_DIM(a, 1),
                       (size_t)PyArray_ITEMSIZE(a));
-}
-
-/*
- * get_out(), except that an empty out is accepted whatever its strides
- * (NumPy 2 gives empty arrays zero strides, which get_out() reads as a
- * non-contiguous last axis).
- */
-static int get_result_out(const char *fname, PyObject *obj, int type, int ndim,
-                          const npy_intp *shape, PyArrayObject **out_arr) {
-    if (PyArray_Check(obj) && PyArray_SIZE((PyArrayObject *)obj) == 0) {
-        PyArrayObject *arr = (PyArrayObject *)obj;
-        int same = PyArray_TYPE(arr) == type && PyArray_NDIM(arr) == ndim;
-        for (int i = 0; same && i < ndim; i++) same = PyArray_DIM(arr, i) == shape[i];
-        if (same && PyArray_ISWRITEABLE(arr)) {
-            *out_arr = arr;
-            return 0;
-        }
-    }
-    return get_out(fname, obj, type, ndim, shape, out_arr);
 }
 
 static size_t work_of(size_t a, size_t b, size_t c) {
@@ -665,7 +650,7 @@ static PyObject *cosine_similarity_impl(PyObject *module, PyObject *const *args,
     if (x_matrix) shape[ndim++] = (npy_intp)x.n;
     if (y_matrix) shape[ndim++] = (npy_intp)y.n;
     if (values[2] != NULL && values[2] != Py_None) {
-        if (get_result_out(fname, values[2], npy_type, ndim, shape, &out) < 0 ||
+        if (get_out(fname, values[2], npy_type, ndim, shape, &out) < 0 ||
             check_no_overlap(fname, out, xa.arr, "x", 0) < 0 ||
             check_no_overlap(fname, out, ya.arr, "y", 0) < 0)
             goto done;
@@ -721,7 +706,7 @@ static PyObject *normalize_impl(PyObject *module, PyObject *const *args, Py_ssiz
     vectors_of(xa.arr, &x);
     int npy_type = PyArray_TYPE(xa.arr);
     if (values[1] != NULL && values[1] != Py_None) {
-        if (get_result_out(fname, values[1], npy_type, PyArray_NDIM(xa.arr),
+        if (get_out(fname, values[1], npy_type, PyArray_NDIM(xa.arr),
                            PyArray_DIMS(xa.arr), &out) < 0 ||
             check_no_overlap(fname, out, xa.arr, "x", 1) < 0)
             goto done;

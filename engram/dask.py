@@ -134,7 +134,7 @@ def cosine_similarity(x, y, *, threads=None):
 
     ``(m, d), (n, d) -> (m, n)`` is chunked like x's rows by y's rows;
     ``(d,), (n, d) -> (n,)`` and ``(m, d), (d,) -> (m,)`` follow the 2-D
-    argument's row chunks; two vectors give a 0-d Dask array.
+    argument's row chunks; two vectors give a 0-d float64 Dask array.
     """
     threads = TASK_THREADS if threads is None else threads
     xa = _rows_chunked("x", _as_dask("x", x, (1, 2)))
@@ -158,7 +158,9 @@ def cosine_similarity(x, y, *, threads=None):
         return da.blockwise(block, "i", xa, "ik", ya, "k", dtype=dtype, concatenate=True)
     if ya.ndim == 2:
         return da.blockwise(block, "j", xa, "k", ya, "jk", dtype=dtype, concatenate=True)
-    return da.blockwise(block, "", xa, "k", ya, "k", dtype=dtype, concatenate=True)
+    # two vectors: engram returns a Python float (float64), so does the 0-d result
+    return da.blockwise(lambda a, b: np.float64(engram.cosine_similarity(a, b)), "", xa, "k", ya, "k",
+                        dtype=np.float64, concatenate=True)
 
 
 def normalize(x):

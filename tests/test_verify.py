@@ -68,14 +68,18 @@ def wrong(reference):
     return perturbed
 
 
+def has_finite_value(result) -> bool:
+    """Whether perturbing `result` changes it (NaN and inf stay what they are)."""
+    first = result[0] if isinstance(result, tuple) else result
+    return bool(np.isfinite(np.asarray(first, dtype=np.float64)).any())
+
+
 @pytest.mark.parametrize("name", C_KERNELS)
 def test_injected_mismatch_is_counted_and_described(name, monkeypatch):
     monkeypatch.setitem(KERNELS, name, dataclasses.replace(KERNELS[name], reference=wrong(KERNELS[name].reference)))
     engram.verify(1.0)
     fn = getattr(engram, name)
-    drawn = [c for c in cases(name, 30) if np.size(KERNELS[name].reference(*c.args, **c.kwargs)[0]
-                                                    if name == "top_k" else
-                                                    KERNELS[name].reference(*c.args, **c.kwargs)) > 0][:5]
+    drawn = [c for c in cases(name, 40) if has_finite_value(KERNELS[name].reference(*c.args, **c.kwargs))][:5]
     for case in drawn:
         fn(*case.args, **case.kwargs)  # not strict: returns the C result
     v = engram.stats()["verify"]["kernels"][name]
@@ -89,9 +93,8 @@ def test_strict_raises(name, monkeypatch):
     monkeypatch.setitem(KERNELS, name, dataclasses.replace(KERNELS[name], reference=wrong(KERNELS[name].reference)))
     engram.verify(1.0, strict=True)
     fn = getattr(engram, name)
-    for case in cases(name, 30):
-        expected = KERNELS[name].reference(*case.args, **case.kwargs)
-        if np.size(expected[0] if name == "top_k" else expected) == 0:
+    for case in cases(name, 40):
+        if not has_finite_value(KERNELS[name].reference(*case.args, **case.kwargs)):
             continue
         with pytest.raises(engram.VerificationError, match=name):
             fn(*case.args, **case.kwargs)
