@@ -282,9 +282,88 @@ struct engram_spread_ops {
 
 /* ---- decay (decay.c, simd/) ----------------------------------------- */
 
+/*
+ * decay: strength * exp(-age / stability)                 (exponential)
+ *        strength * (1 + factor * age / stability)^-power (power)
+ * computed in the precision of `strength` (float32 or float64).  Ages of
+ * any of the four types are converted to that precision first, in the
+ * kernel; stability and out have the type of strength.
+ */
+typedef enum engram_decay_model {
+    ENGRAM_DECAY_EXPONENTIAL = 0,
+    ENGRAM_DECAY_POWER = 1
+} engram_decay_model;
+
+typedef enum engram_decay_type {
+    ENGRAM_DECAY_F32 = 0,
+    ENGRAM_DECAY_F64 = 1,
+    ENGRAM_DECAY_I64 = 2,
+    ENGRAM_DECAY_U64 = 3
+} engram_decay_type;
+
+/* n elements `stride` elements apart; stride 0: one value for every memory. */
+typedef struct engram_decay_operand {
+    const void *data;
+    ptrdiff_t stride;
+    engram_decay_type type;
+} engram_decay_operand;
+
+typedef struct engram_decay_args {
+    size_t n;
+    engram_decay_operand strength, age, stability;
+    void *out; /* type of strength; may be strength itself (same layout) */
+    ptrdiff_t out_stride;
+    engram_decay_model model;
+    double power, factor;
+    int validate;     /* ages >= 0 and stabilities > 0, none NaN, checked before any write */
+    int out_is_fresh; /* out is new: validation may run alongside the computation */
+    int threads;      /* 0: automatic */
+} engram_decay_args;
+
+engram_status engram_decay_run(engram_arena *arena, const engram_decay_args *args);
+
+/*
+ * The primitives work on contiguous blocks in the working precision; a
+ * NULL age or stability means the broadcast value in the parameters.
+ * out may equal strength.
+ */
+typedef struct engram_decay_block {
+    size_t n;
+    void *out;
+    const void *strength;
+    const void *age; /* elements of params->age_type */
+    const void *stability;
+} engram_decay_block;
+
+typedef struct engram_decay_params {
+    engram_decay_type age_type;
+    float age_f32, stability_f32; /* broadcast values, float32 working precision */
+    double age_f64, stability_f64; /* broadcast values, float64 working precision */
+    double power, factor;
+} engram_decay_params;
+
+typedef void (*engram_decay_fn)(const engram_decay_params *params, const engram_decay_block *block);
+
 struct engram_decay_ops {
     const char *level;
+    engram_decay_fn exp_f32, power_f32, exp_f64, power_f64;
 };
+
+/*
+ * One element of each model, the definition every level reproduces.  The
+ * SIMD levels compute their fast lanes the same way and call these for the
+ * lanes they leave out (NaN, infinities, extreme magnitudes).
+ * y is age / stability, already divided in the working precision.
+ */
+float engram_decay_exp_f32_lane(float y, float strength);
+double engram_decay_exp_f64_lane(double y, double strength);
+float engram_decay_power_f32_lane(float age, float stability, float strength, double power,
+                                  double factor);
+double engram_decay_power_f64_lane(double age, double stability, double strength, double power,
+                                   double factor);
+/* float64 power on every level: the C library's pow per element. */
+void engram_decay_power_f64_generic(const engram_decay_params *params,
+                                    const engram_decay_block *block);
 
 /* ---- end decay ------------------------------------------------------ */
 
