@@ -90,14 +90,15 @@ float engram_decay_exp_f32_lane(float y, float s) {
     float q = fma_f32(t, w2, -w);
     float m = fma_f32(q, s, s);
     int ni = (int)n;
-    if (isfinite(m) && !(s == 0.0f && y < 0.0f)) {
+    if (isfinite(m) && !(y < 0.0f && fabsf(m) < 0x1p-126f)) {
         /* m * 2^n is exact in double; converting rounds it once, subnormals included */
         int nc = ni < -(int)DECAY_F32_N_LIMIT ? -(int)DECAY_F32_N_LIMIT
                  : ni > (int)DECAY_F32_N_LIMIT ? (int)DECAY_F32_N_LIMIT : ni;
         return (float)((double)m * pow2_f64(nc));
     }
-    /* infinite or NaN strength, strength * (1 + q) overflowing, or 0 * exp(-y)
-     * for negative y: the float64 value itself, with its 0 * inf = NaN */
+    /* infinite or NaN strength, strength * (1 + q) overflowing, or a zero or
+     * subnormal m that a negative y would scale up: the float64 value
+     * itself (exact but for exp's own overflow, with its 0 * inf = NaN) */
     return (float)((double)s * ldexp(1.0 + (double)q, ni));
 }
 
@@ -354,10 +355,35 @@ typedef struct decay_job {
     size_t first_bad[256];
 } decay_job;
 
-/* Contiguous pointer to elements [i, i + len) of op: the data itself or a copy. */
+/* Elements [i, i + len) of a stability of another type, converted like a C cast. */
+static void convert_block(const engram_decay_operand *op, size_t i, size_t len,
+                          engram_decay_type to, void *dst) {
+    for (size_t j = 0; j < len; j++) {
+        const void *x = element(op, i + j);
+        double d = 0;
+        float f = 0;
+        switch (op->type) {
+            case ENGRAM_DECAY_F32: f = *(const float *)x; d = f; break;
+            case ENGRAM_DECAY_F64: d = *(const double *)x; f = (float)d; break;
+            case ENGRAM_DECAY_I64: d = (double)*(const int64_t *)x; f = (float)*(const int64_t *)x; break;
+            default: d = (double)*(const uint64_t *)x; f = (float)*(const uint64_t *)x; break;
+        }
+        if (to == ENGRAM_DECAY_F32) ((float *)dst)[j] = f;
+        else ((double *)dst)[j] = d;
+    }
+}
+
+/*
+ * Contiguous pointer to elements [i, i + len) of op in type `want`: the
+ * data itself, or a copy (strided) or conversion (another type) in scratch.
+ */
 static const void *operand_block(const engram_decay_operand *op, size_t i, size_t len,
-                                 void *scratch) {
+                                 engram_decay_type want, void *scratch) {
     if (op->stride == 0) return NULL;
+    if (op->type != want) {
+        convert_block(op, i, len, want, scratch);
+        return scratch;
+    }
     if (op->stride == 1) return element(op, i);
     size_t es = type_size(op->type);
     const char *src = element(op, i);
@@ -436,10 +462,11 @@ static void decay_worker(void *ctx, unsigned worker, unsigned n_workers) {
         }
         engram_decay_block b;
         b.n = len;
-        b.strength = operand_block(&a->strength, i, len, scratch);
-        b.age = operand_block(&a->age, i, len, scratch ? scratch + DECAY_BLOCK * 8 : NULL);
-        b.stability =
-            operand_block(&a->stability, i, len, scratch ? scratch + 2 * DECAY_BLOCK * 8 : NULL);
+        b.strength = operand_block(&a->strength, i, len, a->strength.type, scratch);
+        b.age = operand_block(&a->age, i, len, a->age.type,
+                              scratch ? scratch + DECAY_BLOCK * 8 : NULL);
+        b.stability = operand_block(&a->stability, i, len, a->strength.type,
+                                    scratch ? scratch + 2 * DECAY_BLOCK * 8 : NULL);
         int scatter = a->out_stride != 1;
         b.out = scatter ? (void *)(scratch + 3 * DECAY_BLOCK * 8) : (void *)element(&out_op, i);
         run_block(job, &b, es);
@@ -530,7 +557,9 @@ engram_status engram_decay_run(engram_arena *arena, const engram_decay_args *a) 
     size_t per = (a->n + n_workers - 1) / n_workers;
     job.chunk = (per + DECAY_ALIGN_ELEMENTS - 1) / DECAY_ALIGN_ELEMENTS * DECAY_ALIGN_ELEMENTS;
 
-    if (strided(&a->strength) || strided(&a->age) || strided(&a->stability) || a->out_stride != 1) {
+    int convert = a->stability.stride != 0 && a->stability.type != a->strength.type;
+    if (strided(&a->strength) || strided(&a->age) || strided(&a->stability) || convert ||
+        a->out_stride != 1) {
         job.scratch = engram_arena_alloc(arena, (size_t)n_workers * 4 * DECAY_BLOCK * 8);
         if (job.scratch == NULL) return ENGRAM_ERR_NOMEM;
     }

@@ -285,9 +285,10 @@ struct engram_spread_ops {
 /*
  * decay: strength * exp(-age / stability)                 (exponential)
  *        strength * (1 + factor * age / stability)^-power (power)
- * computed in the precision of `strength` (float32 or float64).  Ages of
- * any of the four types are converted to that precision first, in the
- * kernel; stability and out have the type of strength.
+ * computed in the precision of `strength` (float32 or float64).  Ages and
+ * stabilities of any of the four types are converted to that precision
+ * in the kernel (validation sees the values as given); out has the type
+ * of strength.
  */
 typedef enum engram_decay_model {
     ENGRAM_DECAY_EXPONENTIAL = 0,
@@ -323,9 +324,10 @@ typedef struct engram_decay_args {
 engram_status engram_decay_run(engram_arena *arena, const engram_decay_args *args);
 
 /*
- * The primitives work on contiguous blocks in the working precision; a
- * NULL age or stability means the broadcast value in the parameters.
- * out may equal strength.
+ * The primitives work on contiguous blocks of a multiple of 16 elements
+ * (the driver pads the last one); strength, stability and out are in the
+ * working precision, ages of params->age_type.  A NULL age or stability
+ * means the broadcast value in the parameters.  out may equal strength.
  */
 typedef struct engram_decay_block {
     size_t n;

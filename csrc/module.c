@@ -452,6 +452,243 @@ UNUSED_OK static PyObject *slow_call(PyObject *module, engram_kernel_id id, kern
 
 /* ==== decay ==== */
 
+static const char *const decay_models[] = {"exponential", "power", NULL};
+
+/*
+ * decay(strength, age, *, stability=86400.0, model="exponential", power=0.5,
+ *       factor=19/81, out=None, validate=True, threads=None)
+ *
+ * strength: 1-D float32/float64 (the working precision); age and
+ * stability: a number or a 1-D array of float32, float64, int64 or uint64
+ * (converted inside the kernel, block by block); out: any 1-D layout,
+ * strength itself for an update in place.
+ */
+
+typedef struct {
+    array_in arr;     /* the array, if the operand is one */
+    union {           /* the value of a Python float or int */
+        double f64;
+        int64_t i64;
+        uint64_t u64;
+    } value;
+    engram_decay_operand op;
+} decay_operand_in;
+
+static const char decay_operand_types[] = "a number or a 1-dimensional float32, float64, int64 or uint64 array";
+
+static int decay_type_of(PyArrayObject *arr, engram_decay_type *type) {
+    char kind = PyArray_DESCR(arr)->kind;
+    npy_intp size = PyArray_ITEMSIZE(arr);
+    if (kind == 'f' && size == 4) *type = ENGRAM_DECAY_F32;
+    else if (kind == 'f' && size == 8) *type = ENGRAM_DECAY_F64;
+    else if (kind == 'i' && size == 8) *type = ENGRAM_DECAY_I64;
+    else if (kind == 'u' && size == 8) *type = ENGRAM_DECAY_U64;
+    else return -1;
+    return 0;
+}
+
+/* age or stability: Python numbers without an array, else a 0-d or 1-d array of length n. */
+static int decay_get_operand(const char *argname, PyObject *obj, npy_intp n,
+                             decay_operand_in *out) {
+    out->arr.arr = NULL;
+    out->arr.owned = NULL;
+    out->op.stride = 0;
+    if (PyFloat_CheckExact(obj)) {
+        out->value.f64 = PyFloat_AS_DOUBLE(obj);
+        out->op.data = &out->value;
+        out->op.type = ENGRAM_DECAY_F64;
+        return 0;
+    }
+    if (PyLong_CheckExact(obj)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        if (!overflow) {
+            out->value.i64 = v;
+            out->op.type = ENGRAM_DECAY_I64;
+            out->op.data = &out->value;
+            return 0;
+        }
+        if (overflow > 0) {
+            unsigned long long u = PyLong_AsUnsignedLongLong(obj);
+            if (!(u == (unsigned long long)-1 && PyErr_Occurred())) {
+                out->value.u64 = u;
+                out->op.type = ENGRAM_DECAY_U64;
+                out->op.data = &out->value;
+                return 0;
+            }
+            PyErr_Clear();
+        }
+        PyErr_Format(PyExc_ValueError, "decay(): %s must be %s, got the int %R (out of range)",
+                     argname, decay_operand_types, obj);
+        return -1;
+    }
+    PyArrayObject *arr;
+    if (PyArray_Check(obj)) {
+        arr = (PyArrayObject *)obj;
+    } else {
+        PyObject *converted = PyArray_FromAny(obj, NULL, 0, 0, 0, NULL);
+        if (converted == NULL) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "decay(): %s must be %s, got %.100s", argname,
+                         decay_operand_types, Py_TYPE(obj)->tp_name);
+            return -1;
+        }
+        out->arr.owned = converted;
+        arr = (PyArrayObject *)converted;
+    }
+    if (decay_type_of(arr, &out->op.type) < 0) {
+        raise_about_array(PyExc_TypeError, "decay()", argname, decay_operand_types, arr);
+        goto fail;
+    }
+    if (PyArray_NDIM(arr) > 1 || (PyArray_NDIM(arr) == 1 && PyArray_DIM(arr, 0) != n)) {
+        char expected[96];
+        snprintf(expected, sizeof expected, "a number or an array of shape (%" NPY_INTP_FMT
+                 ",) like strength", n);
+        raise_about_array(PyExc_ValueError, "decay()", argname, expected, arr);
+        goto fail;
+    }
+    if (!PyArray_ISNOTSWAPPED(arr) || !PyArray_ISALIGNED(arr)) {
+        PyObject *native = PyArray_FromArray(arr, PyArray_DescrFromType(PyArray_TYPE(arr)),
+                                             NPY_ARRAY_ALIGNED | NPY_ARRAY_NOTSWAPPED);
+        if (native == NULL) goto fail;
+        Py_XSETREF(out->arr.owned, native);
+        arr = (PyArrayObject *)native;
+    }
+    out->arr.arr = arr;
+    out->op.data = PyArray_DATA(arr);
+    if (PyArray_NDIM(arr) == 1 && n > 1)
+        out->op.stride = PyArray_STRIDE(arr, 0) / PyArray_ITEMSIZE(arr);
+    else if (PyArray_NDIM(arr) == 1)
+        out->op.stride = 1;
+    return 0;
+fail:
+    Py_CLEAR(out->arr.owned);
+    return -1;
+}
+
+/* out: a writeable, aligned, native 1-D array of strength's dtype and length; any stride. */
+static int decay_check_out(PyObject *obj, int type_num, npy_intp n, PyArrayObject **out_arr) {
+    *out_arr = NULL;
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "decay(): out must be a numpy.ndarray, got %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyArrayObject *arr = (PyArrayObject *)obj;
+    char expected[96];
+    snprintf(expected, sizeof expected, "a writeable %s array of shape (%" NPY_INTP_FMT ",)",
+             type_num == NPY_FLOAT ? "float32" : "float64", n);
+    if (PyArray_TYPE(arr) != type_num || !PyArray_ISNOTSWAPPED(arr)) {
+        raise_about_array(PyExc_TypeError, "decay()", "out", expected, arr);
+        return -1;
+    }
+    if (PyArray_NDIM(arr) != 1 || PyArray_DIM(arr, 0) != n) {
+        raise_about_array(PyExc_ValueError, "decay()", "out", expected, arr);
+        return -1;
+    }
+    if (!PyArray_ISWRITEABLE(arr)) {
+        raise_about_array(PyExc_ValueError, "decay()", "out", expected, arr);
+        return -1;
+    }
+    if (!PyArray_ISALIGNED(arr)) {
+        raise_about_array(PyExc_ValueError, "decay()", "out", "aligned", arr);
+        return -1;
+    }
+    *out_arr = arr;
+    return 0;
+}
+
+KERNEL_ENTRY(decay, ENGRAM_KERNEL_DECAY)
+
+static PyObject *decay_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames, uint64_t *elements) {
+    (void)module;
+    static const char *const names[] = {"strength", "age", "stability", "model", "power",
+                                        "factor", "out", "validate", "threads"};
+    PyObject *v[9];
+    if (parse_args("decay", args, nargs, kwnames, names, 9, 2, 2, v) < 0) return NULL;
+    int model = 0, validate = 1, threads = 0;
+    double power = 0.5, factor = 19.0 / 81.0;
+    if (v[3] && (model = parse_choice("decay", "model", v[3], decay_models)) < 0) return NULL;
+    if (v[4] && parse_double("decay", "power", v[4], &power) < 0) return NULL;
+    if (v[5] && parse_double("decay", "factor", v[5], &factor) < 0) return NULL;
+    if (v[7] && (validate = PyObject_IsTrue(v[7])) < 0) return NULL;
+    if (v[8] && parse_threads("decay", v[8], &threads) < 0) return NULL;
+
+    array_in strength = {NULL, NULL};
+    decay_operand_in age = {{NULL, NULL}, {0}, {NULL, 0, ENGRAM_DECAY_F64}};
+    decay_operand_in stability = {{NULL, NULL}, {0}, {NULL, 0, ENGRAM_DECAY_F64}};
+    PyArrayObject *out = NULL;
+    PyObject *result = NULL;
+    int fresh = 0;
+    if (get_array("decay()", "strength", v[0], ACCEPT_FLOATS, 1, 1, &strength) < 0) return NULL;
+    npy_intp n = PyArray_DIM(strength.arr, 0);
+    int type_num = PyArray_TYPE(strength.arr);
+    engram_decay_type type = type_num == NPY_FLOAT ? ENGRAM_DECAY_F32 : ENGRAM_DECAY_F64;
+    if (decay_get_operand("age", v[1], n, &age) < 0) goto done;
+    if (v[2]) {
+        if (decay_get_operand("stability", v[2], n, &stability) < 0) goto done;
+    } else {
+        stability.value.f64 = 86400.0;
+        stability.op.data = &stability.value;
+    }
+    if (v[6] && v[6] != Py_None) {
+        if (decay_check_out(v[6], type_num, n, &out) < 0) goto done;
+        if (check_no_overlap("decay", out, age.arr.arr, "age", 0) < 0 ||
+            check_no_overlap("decay", out, stability.arr.arr, "stability", 0) < 0 ||
+            check_no_overlap("decay", out, strength.arr, "strength", 1) < 0) {
+            out = NULL;
+            goto done;
+        }
+        Py_INCREF(out);
+    } else {
+        out = (PyArrayObject *)PyArray_EMPTY(1, &n, type_num, 0);
+        if (out == NULL) goto done;
+        fresh = 1;
+    }
+
+    npy_intp es = PyArray_ITEMSIZE(strength.arr);
+    engram_decay_args a;
+    a.n = (size_t)n;
+    a.strength.data = PyArray_DATA(strength.arr);
+    a.strength.stride = n > 1 ? PyArray_STRIDE(strength.arr, 0) / es : 1;
+    a.strength.type = type;
+    a.age = age.op;
+    a.stability = stability.op;
+    a.out = PyArray_DATA(out);
+    a.out_stride = n > 1 ? PyArray_STRIDE(out, 0) / es : 1;
+    a.model = model == 1 ? ENGRAM_DECAY_POWER : ENGRAM_DECAY_EXPONENTIAL;
+    a.power = power;
+    a.factor = factor;
+    a.validate = validate;
+    a.out_is_fresh = fresh;
+    a.threads = threads;
+    engram_status status;
+    engram_arena *arena = engram_arena_get();
+    if (arena == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = engram_decay_run(arena, &a);
+    engram_arena_reset(arena);
+    Py_END_ALLOW_THREADS
+    if (status != ENGRAM_OK) {
+        raise_status(status);
+        goto done;
+    }
+    *elements = (uint64_t)n;
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    Py_XDECREF(out);
+    array_in_release(&strength);
+    array_in_release(&age.arr);
+    array_in_release(&stability.arr);
+    return result;
+}
+
 /* ==== end decay ==== */
 
 /* ------------------------------------------------------------------ */
@@ -909,6 +1146,19 @@ static PyObject *py_cpu_count(PyObject *module, PyObject *unused) {
 
 static PyMethodDef core_methods[] = {
     /* ==== kernel methods ==== */
+    /* decay */
+    {"decay", (PyCFunction)(void (*)(void))py_decay, FASTCALL_KW,
+     "decay(strength, age, *, stability=86400.0, model='exponential', power=0.5, "
+     "factor=19/81, out=None, validate=True, threads=None)\n--\n\n"
+     "Decayed memory strengths: strength * exp(-age / stability) (model='exponential') or\n"
+     "strength * (1 + factor * age / stability) ** -power (model='power').\n\n"
+     "strength is a 1-D float32 or float64 array and sets the precision; age (seconds) and\n"
+     "stability are numbers or arrays of float32, float64, int64 or uint64.  out=strength\n"
+     "updates in place.  validate=True rejects negative or NaN ages and stabilities <= 0 or\n"
+     "NaN (naming the first bad index) before anything is written; validate=False skips\n"
+     "the scan and the formula applies as IEEE arithmetic does (a negative age grows the\n"
+     "strength, stability 0 gives 0 or NaN, NaN gives NaN)."},
+    /* end decay */
     /* ==== end kernel methods ==== */
     {"simd_info", py_simd_info, METH_NOARGS,
      "simd_info()\n--\n\nSIMD levels detected on this CPU, compiled into this build, and active."},

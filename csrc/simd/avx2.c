@@ -158,9 +158,10 @@ static __attribute__((noinline)) __m256 decay2_exp_ps_general(__m256 y, __m256 s
         decay2_scale_via_pd(_mm256_extractf128_ps(m, 1), _mm256_extracti128_si256(n, 1)),
         decay2_scale_via_pd(_mm256_castps256_ps128(m), _mm256_castsi256_si128(n)));
     __m256 abs_m = _mm256_and_ps(m, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-    __m256 special = _mm256_cmp_ps(abs_m, _mm256_set1_ps(INFINITY), _CMP_NLT_UQ); /* inf, NaN */
+    /* inf, NaN; zero or subnormal m where a negative y scales it up */
+    __m256 special = _mm256_cmp_ps(abs_m, _mm256_set1_ps(INFINITY), _CMP_NLT_UQ);
     special = _mm256_or_ps(special,
-                           _mm256_and_ps(_mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_EQ_OQ),
+                           _mm256_and_ps(_mm256_cmp_ps(abs_m, _mm256_set1_ps(0x1p-126f), _CMP_LT_OQ),
                                          _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ)));
     int lanes = _mm256_movemask_ps(special);
     if (lanes) {

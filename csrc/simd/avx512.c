@@ -108,9 +108,10 @@ static __attribute__((noinline)) __m512 decay512_exp_ps_general(__m512 y, __m512
     __m512d hi = _mm512_scalef_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(m, 1)),
                                   _mm512_cvtps_pd(_mm512_extractf32x8_ps(nc, 1)));
     __m512 r = decay512_join_ps(_mm512_cvtpd_ps(lo), _mm512_cvtpd_ps(hi));
-    __mmask16 special = _mm512_fpclass_ps_mask(m, 0x99); /* NaN, +-inf */
-    special |= _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(s, _mm512_setzero_ps(), _CMP_EQ_OQ), y,
-                                       _mm512_setzero_ps(), _CMP_LT_OQ);
+    /* NaN, +-inf; zero or subnormal m where a negative y scales it up */
+    __mmask16 special = _mm512_fpclass_ps_mask(m, 0x99);
+    special |= _mm512_mask_fpclass_ps_mask(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ),
+                                           m, 0x26);
     if (special) {
         float yb[16], sb[16], rb[16];
         _mm512_storeu_ps(yb, y);

@@ -119,8 +119,9 @@ static __attribute__((noinline)) float32x4_t decayn_exp_f32_general(float32x4_t 
     float64x2_t e_hi = vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(vmovl_high_s32(n), bias), 52));
     float32x2_t r_lo = vcvt_f32_f64(vmulq_f64(vcvt_f64_f32(vget_low_f32(m)), e_lo));
     float32x4_t r = vcvt_high_f32_f64(r_lo, vmulq_f64(vcvt_high_f64_f32(m), e_hi));
-    uint32x4_t special = vmvnq_u32(vcaltq_f32(m, vdupq_n_f32(INFINITY))); /* inf, NaN */
-    special = vorrq_u32(special, vandq_u32(vceqzq_f32(s), vcltzq_f32(y)));
+    /* inf, NaN; zero or subnormal m where a negative y scales it up */
+    uint32x4_t special = vmvnq_u32(vcaltq_f32(m, vdupq_n_f32(INFINITY)));
+    special = vorrq_u32(special, vandq_u32(vcaltq_f32(m, vdupq_n_f32(0x1p-126f)), vcltzq_f32(y)));
     if (vmaxvq_u32(special)) {
         float yb[4], sb[4], rb[4];
         uint32_t lanes[4];
