@@ -88,7 +88,7 @@ float engram_decay_exp_f32_lane(float y, float s) {
     t = fma_f32(t, w, DECAY_F32_T1);
     t = fma_f32(t, w, DECAY_F32_T0);
     float q = fma_f32(t, w2, -w);
-    float m = fma_f32(q, s, s);
+    float m = copysignf(fma_f32(q, s, s), s); /* 0 * (1 + q) keeps strength's sign */
     int ni = (int)n;
     if (isfinite(m) && !(y < 0.0f && fabsf(m) < 0x1p-126f)) {
         /* m * 2^n is exact in double; converting rounds it once, subnormals included */
@@ -123,7 +123,7 @@ double engram_decay_exp_f64_lane(double y, double s) {
     t = mul_add_f64(t, w, DECAY_F64_T1);
     t = mul_add_f64(t, w, DECAY_F64_T0);
     double q = mul_add_f64(t, w2, -w);
-    double m = mul_add_f64(q, s, s);
+    double m = copysign(mul_add_f64(q, s, s), s); /* 0 * (1 + q) keeps strength's sign */
     if (!isfinite(m)) return s * exp(-y);
     /* n in [-1076, 0]: 2^(n/2) twice, the first step exact where m is normal */
     int ni = (int)n, n1 = ni >> 1, n2 = ni - n1;

@@ -538,14 +538,14 @@ static int decay_get_operand(const char *argname, PyObject *obj, npy_intp n,
         arr = (PyArrayObject *)converted;
     }
     if (decay_type_of(arr, &out->op.type) < 0) {
-        raise_about_array(PyExc_TypeError, "decay()", argname, decay_operand_types, arr);
+        raise_about_array(PyExc_TypeError, "decay", argname, decay_operand_types, arr);
         goto fail;
     }
     if (PyArray_NDIM(arr) > 1 || (PyArray_NDIM(arr) == 1 && PyArray_DIM(arr, 0) != n)) {
         char expected[96];
         snprintf(expected, sizeof expected, "a number or an array of shape (%" NPY_INTP_FMT
                  ",) like strength", n);
-        raise_about_array(PyExc_ValueError, "decay()", argname, expected, arr);
+        raise_about_array(PyExc_ValueError, "decay", argname, expected, arr);
         goto fail;
     }
     if (!PyArray_ISNOTSWAPPED(arr) || !PyArray_ISALIGNED(arr)) {
@@ -580,19 +580,24 @@ static int decay_check_out(PyObject *obj, int type_num, npy_intp n, PyArrayObjec
     snprintf(expected, sizeof expected, "a writeable %s array of shape (%" NPY_INTP_FMT ",)",
              type_num == NPY_FLOAT ? "float32" : "float64", n);
     if (PyArray_TYPE(arr) != type_num || !PyArray_ISNOTSWAPPED(arr)) {
-        raise_about_array(PyExc_TypeError, "decay()", "out", expected, arr);
+        raise_about_array(PyExc_TypeError, "decay", "out", expected, arr);
         return -1;
     }
     if (PyArray_NDIM(arr) != 1 || PyArray_DIM(arr, 0) != n) {
-        raise_about_array(PyExc_ValueError, "decay()", "out", expected, arr);
+        raise_about_array(PyExc_ValueError, "decay", "out", expected, arr);
         return -1;
     }
     if (!PyArray_ISWRITEABLE(arr)) {
-        raise_about_array(PyExc_ValueError, "decay()", "out", expected, arr);
+        PyObject *desc = describe_array(arr);
+        if (desc) {
+            PyErr_Format(PyExc_ValueError, "decay(): out must be writeable, got a read-only %U",
+                         desc);
+            Py_DECREF(desc);
+        }
         return -1;
     }
     if (!PyArray_ISALIGNED(arr)) {
-        raise_about_array(PyExc_ValueError, "decay()", "out", "aligned", arr);
+        raise_about_array(PyExc_ValueError, "decay", "out", "aligned", arr);
         return -1;
     }
     *out_arr = arr;
@@ -622,7 +627,7 @@ static PyObject *decay_impl(PyObject *module, PyObject *const *args, Py_ssize_t 
     PyArrayObject *out = NULL;
     PyObject *result = NULL;
     int fresh = 0;
-    if (get_array("decay()", "strength", v[0], ACCEPT_FLOATS, 1, 1, &strength) < 0) return NULL;
+    if (get_array("decay", "strength", v[0], ACCEPT_FLOATS, 1, 1, &strength) < 0) return NULL;
     npy_intp n = PyArray_DIM(strength.arr, 0);
     int type_num = PyArray_TYPE(strength.arr);
     engram_decay_type type = type_num == NPY_FLOAT ? ENGRAM_DECAY_F32 : ENGRAM_DECAY_F64;

@@ -31,6 +31,8 @@ def _describe(arr) -> str:
 
 def _decay_operand(name: str, value, n: int) -> np.ndarray:
     """age or stability as a 0-d or (n,) array of an accepted dtype."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        raise ValueError(f"decay(): {name} must be {_DECAY_OPERAND_TYPES}, got the int {value!r} (out of range)")
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -80,8 +82,10 @@ def _decay_check(strength, age, stability, model, power, factor, out, validate, 
             raise TypeError(f"decay(): out must be a numpy.ndarray, got {type(out).__name__}")
         if out.dtype != s.dtype:
             raise TypeError(f"decay(): out must be {expected}, got {_describe(out)}")
-        if out.shape != (n,) or not out.flags.writeable:
+        if out.shape != (n,):
             raise ValueError(f"decay(): out must be {expected}, got {_describe(out)}")
+        if not out.flags.writeable:
+            raise ValueError(f"decay(): out must be writeable, got a read-only {_describe(out)}")
         for other, name in ((a, "age"), (S, "stability")):
             if np.may_share_memory(out, other):
                 raise ValueError(f"decay(): out overlaps {name} in memory; pass a separate array")
@@ -124,9 +128,9 @@ def _decay_float64(s, a, S, model, power, factor) -> np.ndarray:
     is the float32 IEEE quotient, as the kernel forms it.
     """
     dt = s.dtype
-    a_w, S_w = a.astype(dt), S.astype(dt)
     s64 = s.astype(np.float64)
     with np.errstate(all="ignore"):
+        a_w, S_w = a.astype(dt), S.astype(dt)
         if model == "exponential":
             y = (a_w / S_w).astype(np.float64)
             return s64 * np.exp(-y)

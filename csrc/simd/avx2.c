@@ -150,6 +150,8 @@ static __attribute__((noinline)) __m256 decay2_exp_ps_general(__m256 y, __m256 s
     __m256 yc = _mm256_max_ps(_mm256_set1_ps(DECAY_F32_Y_MIN),
                               _mm256_min_ps(_mm256_set1_ps(DECAY_F32_Y_MAX), y));
     __m256 k, m = decay2_exp_core_ps(yc, s, &k);
+    /* strength 0 times (1 + q) keeps strength's sign (m has it otherwise) */
+    m = _mm256_or_ps(m, _mm256_and_ps(s, _mm256_set1_ps(-0.0f)));
     const int limit = (int)DECAY_F32_N_LIMIT;
     __m256i n = _mm256_sub_epi32(_mm256_castps_si256(k),
                                  _mm256_castps_si256(_mm256_set1_ps(DECAY_F32_SHIFTER)));

@@ -101,6 +101,9 @@ static __attribute__((noinline)) __m512 decay512_exp_ps_general(__m512 y, __m512
     __m512 yc = _mm512_max_ps(_mm512_set1_ps(DECAY_F32_Y_MIN),
                               _mm512_min_ps(_mm512_set1_ps(DECAY_F32_Y_MAX), y));
     __m512 n, m = decay512_exp_core_ps(yc, s, &n);
+    /* strength 0 times (1 + q) keeps strength's sign (m has it otherwise) */
+    m = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(m), _mm512_castps_si512(s),
+                                                      _mm512_set1_epi32((int)0x80000000), 0xF8));
     __m512 nc = _mm512_max_ps(_mm512_set1_ps(-DECAY_F32_N_LIMIT),
                               _mm512_min_ps(_mm512_set1_ps(DECAY_F32_N_LIMIT), n));
     __m512d lo = _mm512_scalef_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(m)),

@@ -110,6 +110,9 @@ DECAYN_INLINE float32x4_t decayn_exp_core_f32(float32x4_t y, float32x4_t s, floa
 static __attribute__((noinline)) float32x4_t decayn_exp_f32_general(float32x4_t y, float32x4_t s) {
     float32x4_t yc = vmaxq_f32(vdupq_n_f32(DECAY_F32_Y_MIN), vminq_f32(vdupq_n_f32(DECAY_F32_Y_MAX), y));
     float32x4_t k, m = decayn_exp_core_f32(yc, s, &k);
+    /* strength 0 times (1 + q) keeps strength's sign (m has it otherwise) */
+    m = vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(m),
+                                        vandq_u32(vreinterpretq_u32_f32(s), vdupq_n_u32(0x80000000u))));
     const int32_t limit = (int32_t)DECAY_F32_N_LIMIT;
     int32x4_t n = vsubq_s32(vreinterpretq_s32_f32(k), vreinterpretq_s32_f32(vdupq_n_f32(DECAY_F32_SHIFTER)));
     n = vmaxq_s32(vdupq_n_s32(-limit), vminq_s32(vdupq_n_s32(limit), n));
