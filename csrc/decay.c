@@ -205,12 +205,26 @@ void engram_decay_power_f64_generic(const engram_decay_params *p, const engram_d
                                              p->factor);
 }
 
+static size_t first_invalid_f32_scalar(const float *age, const float *stability, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if ((age && !(age[i] >= 0.0f)) || (stability && !(stability[i] > 0.0f))) return i;
+    return n;
+}
+
+static size_t first_invalid_f64_scalar(const double *age, const double *stability, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if ((age && !(age[i] >= 0.0)) || (stability && !(stability[i] > 0.0))) return i;
+    return n;
+}
+
 const engram_decay_ops engram_decay_ops_scalar = {
     .level = "scalar",
     .exp_f32 = exp_f32_scalar,
     .power_f32 = power_f32_scalar,
     .exp_f64 = exp_f64_scalar,
     .power_f64 = engram_decay_power_f64_generic,
+    .first_invalid_f32 = first_invalid_f32_scalar,
+    .first_invalid_f64 = first_invalid_f64_scalar,
 };
 
 /* ------------------------------------------------------------------ */
@@ -301,6 +315,23 @@ static size_t first_bad_stability(const engram_decay_operand *op, size_t lo, siz
 
 /* First index in [lo, hi) whose age or stability is invalid (NO_INDEX if none). */
 static size_t first_invalid(const engram_decay_args *a, size_t lo, size_t hi) {
+    /* contiguous float arrays of one type (or one of them a number): the level's scan */
+    const engram_decay_operand *age = &a->age, *stab = &a->stability;
+    int age_arr = age->stride != 0, stab_arr = stab->stride != 0;
+    engram_decay_type t = age_arr ? age->type : stab->type;
+    if ((t == ENGRAM_DECAY_F32 || t == ENGRAM_DECAY_F64) && (!age_arr || age->stride == 1) &&
+        (!stab_arr || stab->stride == 1) && (!age_arr || age->type == t) &&
+        (!stab_arr || stab->type == t) && (age_arr || stab_arr)) {
+        const engram_decay_ops *ops = engram_decay();
+        size_t es = type_size(t), i;
+        const char *ap = age_arr ? (const char *)age->data + lo * es : NULL;
+        const char *sp = stab_arr ? (const char *)stab->data + lo * es : NULL;
+        if (t == ENGRAM_DECAY_F32)
+            i = ops->first_invalid_f32((const float *)ap, (const float *)sp, hi - lo);
+        else
+            i = ops->first_invalid_f64((const double *)ap, (const double *)sp, hi - lo);
+        return i == hi - lo ? NO_INDEX : lo + i;
+    }
     size_t bad_age = first_bad_age(&a->age, lo, hi);
     size_t bad_stab = first_bad_stability(&a->stability, lo, bad_age == NO_INDEX ? hi : bad_age);
     return bad_stab < bad_age ? bad_stab : bad_age;
@@ -334,8 +365,14 @@ static engram_status report_invalid(const engram_decay_args *a, size_t i) {
 /* Driver: blocks, strided operands, threads                           */
 /* ------------------------------------------------------------------ */
 
-/* Elements per block: the strided copies of four operands (8 bytes each) fit in L1. */
+/*
+ * Elements per block where blocks are needed: strided copies of four
+ * operands (8 bytes each) fit in L1, and validation running just ahead of
+ * the computation leaves the block in L1 for it.  Contiguous operands
+ * without validation go to the primitive as one range per thread.
+ */
 #define DECAY_BLOCK 1024
+#define DECAY_VALIDATED_BLOCK 2048 /* ages and stabilities of a block: 16 KB of 48 KB L1 */
 /* Below this many elements a call runs on one thread (a thread costs ~20-50 us to start). */
 #define DECAY_PARALLEL_THRESHOLD ((size_t)1 << 18)
 #define DECAY_MIN_PER_THREAD ((size_t)1 << 16)
@@ -350,6 +387,7 @@ typedef struct decay_job {
     engram_decay_params params;
     size_t chunk;
     unsigned char *scratch; /* 4 * DECAY_BLOCK * 8 bytes per worker, or NULL */
+    size_t block;           /* elements per primitive call (0: the whole range) */
     int fused_validation;
     int validate_only;
     size_t first_bad[256];
@@ -451,8 +489,9 @@ static void decay_worker(void *ctx, unsigned worker, unsigned n_workers) {
     unsigned char *scratch =
         job->scratch ? job->scratch + (size_t)worker * 4 * DECAY_BLOCK * 8 : NULL;
     engram_decay_operand out_op = {a->out, a->out_stride, a->strength.type};
-    for (size_t i = lo; i < hi; i += DECAY_BLOCK) {
-        size_t len = hi - i < DECAY_BLOCK ? hi - i : DECAY_BLOCK;
+    size_t block = job->block ? job->block : hi - lo;
+    for (size_t i = lo; i < hi; i += block) {
+        size_t len = hi - i < block ? hi - i : block;
         if (job->fused_validation) {
             size_t bad = first_invalid(a, i, i + len);
             if (bad != NO_INDEX) {
@@ -575,6 +614,7 @@ engram_status engram_decay_run(engram_arena *arena, const engram_decay_args *a) 
         job.validate_only = 0;
     }
     job.fused_validation = a->validate && a->out_is_fresh;
+    job.block = job.scratch ? DECAY_BLOCK : job.fused_validation ? DECAY_VALIDATED_BLOCK : 0;
     engram_parallel(n_workers, decay_worker, &job);
     if (job.fused_validation)
         for (unsigned w = 0; w < n_workers; w++)

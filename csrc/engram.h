@@ -349,6 +349,10 @@ typedef void (*engram_decay_fn)(const engram_decay_params *params, const engram_
 struct engram_decay_ops {
     const char *level;
     engram_decay_fn exp_f32, power_f32, exp_f64, power_f64;
+    /* First i < n with age[i] < 0 or NaN, or stability[i] <= 0 or NaN (either
+     * pointer may be NULL); n if none.  Contiguous arrays of one float type. */
+    size_t (*first_invalid_f32)(const float *age, const float *stability, size_t n);
+    size_t (*first_invalid_f64)(const double *age, const double *stability, size_t n);
 };
 
 /*

@@ -604,15 +604,48 @@ static int decay_check_out(PyObject *obj, int type_num, npy_intp n, PyArrayObjec
     return 0;
 }
 
+static const char *const decay_names[] = {"strength", "age", "stability", "model", "power",
+                                          "factor", "out", "validate", "threads"};
+#define DECAY_N_NAMES 9
+
+/*
+ * Keyword arguments by identity with interned names (the names of a call
+ * site are interned, so this decides at a pointer compare each, ~10x less
+ * than comparing strings); anything unusual goes through parse_args.
+ */
+static int decay_parse(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **v) {
+    static PyObject *interned[DECAY_N_NAMES];
+    if (interned[0] == NULL) {
+        for (int i = 0; i < DECAY_N_NAMES; i++) {
+            interned[i] = PyUnicode_InternFromString(decay_names[i]);
+            if (interned[i] == NULL) return -1;
+        }
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs == 2 && nkw <= DECAY_N_NAMES - 2) {
+        for (int i = 0; i < DECAY_N_NAMES; i++) v[i] = NULL;
+        v[0] = args[0];
+        v[1] = args[1];
+        Py_ssize_t k = 0;
+        for (; k < nkw; k++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+            int i = 2;
+            while (i < DECAY_N_NAMES && interned[i] != key) i++;
+            if (i == DECAY_N_NAMES || v[i]) break;
+            v[i] = args[nargs + k];
+        }
+        if (k == nkw) return 0;
+    }
+    return parse_args("decay", args, nargs, kwnames, decay_names, DECAY_N_NAMES, 2, 2, v);
+}
+
 KERNEL_ENTRY(decay, ENGRAM_KERNEL_DECAY)
 
 static PyObject *decay_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                             PyObject *kwnames, uint64_t *elements) {
     (void)module;
-    static const char *const names[] = {"strength", "age", "stability", "model", "power",
-                                        "factor", "out", "validate", "threads"};
-    PyObject *v[9];
-    if (parse_args("decay", args, nargs, kwnames, names, 9, 2, 2, v) < 0) return NULL;
+    PyObject *v[DECAY_N_NAMES];
+    if (decay_parse(args, nargs, kwnames, v) < 0) return NULL;
     int model = 0, validate = 1, threads = 0;
     double power = 0.5, factor = 19.0 / 81.0;
     if (v[3] && (model = parse_choice("decay", "model", v[3], decay_models)) < 0) return NULL;

@@ -419,12 +419,46 @@ static void decay_power_f32_avx2(const engram_decay_params *p, const engram_deca
     DECAY2_DISPATCH(decay2_power_f32_body, p, b);
 }
 
+/* ---- validation scans ---- */
+
+static size_t decay_first_invalid_f32_avx2(const float *age, const float *stab, size_t n) {
+    const __m256 zero = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 bad = zero;
+        if (age) bad = _mm256_cmp_ps(_mm256_loadu_ps(age + i), zero, _CMP_NGE_UQ);
+        if (stab) bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_loadu_ps(stab + i), zero, _CMP_NGT_UQ));
+        int lanes = _mm256_movemask_ps(bad);
+        if (lanes) return i + (size_t)__builtin_ctz((unsigned)lanes);
+    }
+    for (; i < n; i++)
+        if ((age && !(age[i] >= 0.0f)) || (stab && !(stab[i] > 0.0f))) return i;
+    return n;
+}
+
+static size_t decay_first_invalid_f64_avx2(const double *age, const double *stab, size_t n) {
+    const __m256d zero = _mm256_setzero_pd();
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d bad = zero;
+        if (age) bad = _mm256_cmp_pd(_mm256_loadu_pd(age + i), zero, _CMP_NGE_UQ);
+        if (stab) bad = _mm256_or_pd(bad, _mm256_cmp_pd(_mm256_loadu_pd(stab + i), zero, _CMP_NGT_UQ));
+        int lanes = _mm256_movemask_pd(bad);
+        if (lanes) return i + (size_t)__builtin_ctz((unsigned)lanes);
+    }
+    for (; i < n; i++)
+        if ((age && !(age[i] >= 0.0)) || (stab && !(stab[i] > 0.0))) return i;
+    return n;
+}
+
 const engram_decay_ops engram_decay_ops_avx2 = {
     .level = "avx2",
     .exp_f32 = decay_exp_f32_avx2,
     .power_f32 = decay_power_f32_avx2,
     .exp_f64 = decay_exp_f64_avx2,
     .power_f64 = engram_decay_power_f64_generic,
+    .first_invalid_f32 = decay_first_invalid_f32_avx2,
+    .first_invalid_f64 = decay_first_invalid_f64_avx2,
 };
 
 /* ==== end decay ==== */

@@ -34,31 +34,34 @@ const engram_spread_ops engram_spread_ops_avx512 = {
  */
 #define DECAY512_AGE_BROADCAST 4 /* pseudo age type: one age for every memory */
 #define DECAY512_INLINE static inline __attribute__((always_inline))
+/* 1 KB ahead of element p, per stream (prefetches never fault) */
+#define DECAY512_PREFETCH(p) _mm_prefetch((const char *)(p) + 1024, _MM_HINT_T0)
 
 DECAY512_INLINE __m512 decay512_join_ps(__m256 lo, __m256 hi) {
     return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
 }
 
-/* 16 ages from index i as float32. */
-DECAY512_INLINE __m512 decay512_ages_ps(const void *age, size_t i, int type, float broadcast) {
+/* 16 ages from index i as float32, in two halves (the divisions run on halves). */
+DECAY512_INLINE void decay512_ages_ps(const void *age, size_t i, int type, float broadcast,
+                                      __m256 *lo, __m256 *hi) {
     switch (type) {
-        case ENGRAM_DECAY_F32: return _mm512_loadu_ps((const float *)age + i);
-        case ENGRAM_DECAY_F64: {
-            const double *d = (const double *)age + i;
-            return decay512_join_ps(_mm512_cvtpd_ps(_mm512_loadu_pd(d)),
-                                    _mm512_cvtpd_ps(_mm512_loadu_pd(d + 8)));
-        }
-        case ENGRAM_DECAY_I64: {
-            const int64_t *v = (const int64_t *)age + i;
-            return decay512_join_ps(_mm512_cvtepi64_ps(_mm512_loadu_si512(v)),
-                                    _mm512_cvtepi64_ps(_mm512_loadu_si512(v + 8)));
-        }
-        case ENGRAM_DECAY_U64: {
-            const uint64_t *v = (const uint64_t *)age + i;
-            return decay512_join_ps(_mm512_cvtepu64_ps(_mm512_loadu_si512(v)),
-                                    _mm512_cvtepu64_ps(_mm512_loadu_si512(v + 8)));
-        }
-        default: return _mm512_set1_ps(broadcast);
+        case ENGRAM_DECAY_F32:
+            *lo = _mm256_loadu_ps((const float *)age + i);
+            *hi = _mm256_loadu_ps((const float *)age + i + 8);
+            return;
+        case ENGRAM_DECAY_F64:
+            *lo = _mm512_cvtpd_ps(_mm512_loadu_pd((const double *)age + i));
+            *hi = _mm512_cvtpd_ps(_mm512_loadu_pd((const double *)age + i + 8));
+            return;
+        case ENGRAM_DECAY_I64:
+            *lo = _mm512_cvtepi64_ps(_mm512_loadu_si512((const int64_t *)age + i));
+            *hi = _mm512_cvtepi64_ps(_mm512_loadu_si512((const int64_t *)age + i + 8));
+            return;
+        case ENGRAM_DECAY_U64:
+            *lo = _mm512_cvtepu64_ps(_mm512_loadu_si512((const uint64_t *)age + i));
+            *hi = _mm512_cvtepu64_ps(_mm512_loadu_si512((const uint64_t *)age + i + 8));
+            return;
+        default: *lo = *hi = _mm256_set1_ps(broadcast); return;
     }
 }
 
@@ -144,24 +147,36 @@ DECAY512_INLINE __m512 decay512_exp_ps(__m512 y, __m512 s) {
     return decay512_exp_ps_general(y, s);
 }
 
-/* Two 256-bit divisions issue back to back where one 512-bit division
- * splits into more micro-ops; same IEEE quotients. */
-DECAY512_INLINE __m512 decay512_div_ps(__m512 a, __m512 b) {
-    return decay512_join_ps(
-        _mm256_div_ps(_mm512_castps512_ps256(a), _mm512_castps512_ps256(b)),
-        _mm256_div_ps(_mm512_extractf32x8_ps(a, 1), _mm512_extractf32x8_ps(b, 1)));
-}
-
+/*
+ * The quotient as two 256-bit divisions: on this core family a 512-bit
+ * vdivps splits into more micro-ops for the same 16 quotients, and the
+ * divider, not the polynomial, bounds the loop.
+ */
 DECAY512_INLINE void decay512_exp_f32_body(const engram_decay_params *p,
                                            const engram_decay_block *b, int age_type,
                                            int stability_broadcast) {
+    const size_t n = b->n;
     float *out = b->out;
     const float *str = b->strength, *stab = b->stability;
-    const __m512 stab_b = _mm512_set1_ps(p->stability_f32);
-    for (size_t i = 0; i < b->n; i += 16) {
-        __m512 a = decay512_ages_ps(b->age, i, age_type, p->age_f32);
-        __m512 S = stability_broadcast ? stab_b : _mm512_loadu_ps(stab + i);
-        __m512 y = decay512_div_ps(a, S);
+    const void *age = b->age;
+    const __m256 stab_b = _mm256_set1_ps(p->stability_f32);
+    const float age_b = p->age_f32;
+    for (size_t i = 0; i < n; i += 16) {
+        /* the loop spends ~13 cycles per line of each stream: from DRAM the
+         * hardware prefetchers alone do not run far enough ahead */
+        DECAY512_PREFETCH(str + i);
+        if (!stability_broadcast) DECAY512_PREFETCH(stab + i);
+        if (age_type == ENGRAM_DECAY_F32) DECAY512_PREFETCH((const float *)age + i);
+        if (age_type == ENGRAM_DECAY_F64 || age_type == ENGRAM_DECAY_I64 ||
+            age_type == ENGRAM_DECAY_U64) {
+            DECAY512_PREFETCH((const double *)age + i);
+            DECAY512_PREFETCH((const double *)age + i + 8);
+        }
+        __m256 a_lo, a_hi;
+        decay512_ages_ps(age, i, age_type, age_b, &a_lo, &a_hi);
+        __m256 S_lo = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
+        __m256 S_hi = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i + 8);
+        __m512 y = decay512_join_ps(_mm256_div_ps(a_lo, S_lo), _mm256_div_ps(a_hi, S_hi));
         _mm512_storeu_ps(out + i, decay512_exp_ps(y, _mm512_loadu_ps(str + i)));
     }
 }
@@ -234,11 +249,14 @@ DECAY512_INLINE __m512d decay512_exp_pd(__m512d y, __m512d s) {
 DECAY512_INLINE void decay512_exp_f64_body(const engram_decay_params *p,
                                            const engram_decay_block *b, int age_type,
                                            int stability_broadcast) {
+    const size_t n = b->n;
     double *out = b->out;
     const double *str = b->strength, *stab = b->stability;
+    const void *age = b->age;
     const __m512d stab_b = _mm512_set1_pd(p->stability_f64);
-    for (size_t i = 0; i < b->n; i += 8) {
-        __m512d a = decay512_ages_pd(b->age, i, age_type, p->age_f64);
+    const double age_b = p->age_f64;
+    for (size_t i = 0; i < n; i += 8) {
+        __m512d a = decay512_ages_pd(age, i, age_type, age_b);
         __m512d S = stability_broadcast ? stab_b : _mm512_loadu_pd(stab + i);
         _mm512_storeu_pd(out + i, decay512_exp_pd(_mm512_div_pd(a, S), _mm512_loadu_pd(str + i)));
     }
@@ -307,38 +325,42 @@ DECAY512_INLINE __m512d decay512_exp_neg_pd(__m512d L, __m512d power, __m512d l_
     return _mm512_scalef_pd(_mm512_mul_pd(P, T), _mm512_mul_pd(N, _mm512_set1_pd(1.0 / 16)));
 }
 
-/* 1 / sqrt(u) for u >= 1: rsqrt14 and two Newton steps (2^-14 -> 2^-28 -> rounding). */
+/* 1 / sqrt(u) for u >= 1: rsqrt14 and one Newton step, 2^-14 -> 2^-27 (float32 results). */
 DECAY512_INLINE __m512d decay512_rsqrt_pd(__m512d u) {
-    __m512d half_u = _mm512_mul_pd(u, _mm512_set1_pd(0.5));
     __m512d r = _mm512_rsqrt14_pd(u);
-    __m512d e = _mm512_fnmadd_pd(_mm512_mul_pd(half_u, r), r, _mm512_set1_pd(0.5));
-    r = _mm512_fmadd_pd(r, e, r);
-    e = _mm512_fnmadd_pd(_mm512_mul_pd(half_u, r), r, _mm512_set1_pd(0.5));
+    __m512d e = _mm512_fnmadd_pd(_mm512_mul_pd(_mm512_mul_pd(u, _mm512_set1_pd(0.5)), r), r,
+                                 _mm512_set1_pd(0.5));
     return _mm512_fmadd_pd(r, e, r);
 }
 
-/* 1 / S: rcp14 and two Newton steps. */
+/* 1 / S: rcp14 and one Newton step, 2^-14 -> 2^-28. */
 DECAY512_INLINE __m512d decay512_recip_pd(__m512d S) {
-    const __m512d one = _mm512_set1_pd(1.0);
     __m512d r = _mm512_rcp14_pd(S);
-    r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(S, r, one), r);
-    return _mm512_fmadd_pd(r, _mm512_fnmadd_pd(S, r, one), r);
+    return _mm512_fmadd_pd(r, _mm512_fnmadd_pd(S, r, _mm512_set1_pd(1.0)), r);
 }
 
 typedef struct decay512_pow_consts {
     __m512d factor, factor_over_stability, neg_power, l_max, k_scale;
 } decay512_pow_consts;
 
-/* 8 lanes of strength * u^-power, u = 1 + factor a / S; *ok: lanes with 1 <= u < inf. */
+/*
+ * 8 lanes of strength * u^-power, u = 1 + factor a / S; *ok: lanes with
+ * 1 <= u < inf.  float32 output needs u to ~2^-30 only when power is
+ * large: for power <= 1 the IEEE float32 quotient a / S (relative error
+ * 2^-24, the divider otherwise idles here) costs at most power * 1 ulp,
+ * else 1 / S comes from rcp14 and a Newton step in float64.
+ */
 DECAY512_INLINE __m256 decay512_pow_half(__m256 a, __m256 S, __m256 s,
                                          const decay512_pow_consts *c, int stability_broadcast,
-                                         int half_power, __mmask8 *ok) {
+                                         int half_power, int float_quotient, __mmask8 *ok) {
     const __m512d one = _mm512_set1_pd(1.0);
-    __m512d ad = _mm512_cvtps_pd(a), u;
+    __m512d u;
     if (stability_broadcast)
-        u = _mm512_fmadd_pd(ad, c->factor_over_stability, one);
+        u = _mm512_fmadd_pd(_mm512_cvtps_pd(a), c->factor_over_stability, one);
+    else if (float_quotient)
+        u = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_div_ps(a, S)), c->factor, one);
     else
-        u = _mm512_fmadd_pd(_mm512_mul_pd(ad, c->factor),
+        u = _mm512_fmadd_pd(_mm512_mul_pd(_mm512_cvtps_pd(a), c->factor),
                             decay512_recip_pd(_mm512_cvtps_pd(S)), one);
     __mmask8 good = _mm512_cmp_pd_mask(u, one, _CMP_GE_OQ);
     *ok = _mm512_mask_cmp_pd_mask(good, u, _mm512_set1_pd(INFINITY), _CMP_LT_OQ);
@@ -348,24 +370,25 @@ DECAY512_INLINE __m256 decay512_pow_half(__m256 a, __m256 S, __m256 s,
     return _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtps_pd(s), P));
 }
 
-DECAY512_INLINE __m512 decay512_pow_ps(__m512 a, __m512 S, __m512 s, const engram_decay_params *p,
+DECAY512_INLINE __m512 decay512_pow_ps(__m256 a_lo, __m256 a_hi, __m256 S_lo, __m256 S_hi,
+                                       __m512 s, const engram_decay_params *p,
                                        const decay512_pow_consts *c, int stability_broadcast,
-                                       int half_power) {
+                                       int half_power, int float_quotient) {
     __mmask8 ok_lo, ok_hi;
-    __m256 lo = decay512_pow_half(_mm512_castps512_ps256(a), _mm512_castps512_ps256(S),
-                                  _mm512_castps512_ps256(s), c, stability_broadcast, half_power,
-                                  &ok_lo);
-    __m256 hi = decay512_pow_half(_mm512_extractf32x8_ps(a, 1), _mm512_extractf32x8_ps(S, 1),
-                                  _mm512_extractf32x8_ps(s, 1), c, stability_broadcast,
-                                  half_power, &ok_hi);
+    __m256 lo = decay512_pow_half(a_lo, S_lo, _mm512_castps512_ps256(s), c, stability_broadcast,
+                                  half_power, float_quotient, &ok_lo);
+    __m256 hi = decay512_pow_half(a_hi, S_hi, _mm512_extractf32x8_ps(s, 1), c,
+                                  stability_broadcast, half_power, float_quotient, &ok_hi);
     __m512 r = decay512_join_ps(lo, hi);
     /* infinite strengths take the element spec: inf * u^-power is NaN where pow underflows */
     __mmask16 ok = (__mmask16)(ok_lo | (unsigned)ok_hi << 8) &
                    (__mmask16)~_mm512_fpclass_ps_mask(s, 0x18);
     if (ENGRAM_LIKELY(ok == 0xFFFF)) return r;
     float ab[16], Sb[16], sb[16], rb[16];
-    _mm512_storeu_ps(ab, a);
-    _mm512_storeu_ps(Sb, S);
+    _mm256_storeu_ps(ab, a_lo);
+    _mm256_storeu_ps(ab + 8, a_hi);
+    _mm256_storeu_ps(Sb, S_lo);
+    _mm256_storeu_ps(Sb + 8, S_hi);
     _mm512_storeu_ps(sb, s);
     _mm512_storeu_ps(rb, r);
     for (int l = 0; l < 16; l++)
@@ -376,21 +399,28 @@ DECAY512_INLINE __m512 decay512_pow_ps(__m512 a, __m512 S, __m512 s, const engra
 
 DECAY512_INLINE void decay512_power_f32_body2(const engram_decay_params *p,
                                               const engram_decay_block *b, int age_type,
-                                              int stability_broadcast, int half_power) {
+                                              int stability_broadcast, int half_power,
+                                              int float_quotient) {
+    const size_t n = b->n;
     float *out = b->out;
     const float *str = b->strength, *stab = b->stability;
-    const __m512 stab_b = _mm512_set1_ps(p->stability_f32);
+    const void *age = b->age;
+    const __m256 stab_b = _mm256_set1_ps(p->stability_f32);
+    const float age_b = p->age_f32;
     decay512_pow_consts c;
     c.factor = _mm512_set1_pd(p->factor);
     c.factor_over_stability = _mm512_set1_pd(p->factor / (double)p->stability_f32);
     c.neg_power = _mm512_set1_pd(-p->power);
     c.l_max = _mm512_set1_pd(-DECAY_POW_Y_MIN / p->power);
     c.k_scale = _mm512_set1_pd(-p->power * 16.0 * DECAY_F64_LOG2E);
-    for (size_t i = 0; i < b->n; i += 16) {
-        __m512 a = decay512_ages_ps(b->age, i, age_type, p->age_f32);
-        __m512 S = stability_broadcast ? stab_b : _mm512_loadu_ps(stab + i);
-        _mm512_storeu_ps(out + i, decay512_pow_ps(a, S, _mm512_loadu_ps(str + i), p, &c,
-                                                  stability_broadcast, half_power));
+    for (size_t i = 0; i < n; i += 16) {
+        __m256 a_lo, a_hi;
+        decay512_ages_ps(age, i, age_type, age_b, &a_lo, &a_hi);
+        __m256 S_lo = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
+        __m256 S_hi = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i + 8);
+        _mm512_storeu_ps(out + i,
+                         decay512_pow_ps(a_lo, a_hi, S_lo, S_hi, _mm512_loadu_ps(str + i), p, &c,
+                                         stability_broadcast, half_power, float_quotient));
     }
 }
 
@@ -398,12 +428,44 @@ DECAY512_INLINE void decay512_power_f32_body2(const engram_decay_params *p,
 DECAY512_INLINE void decay512_power_f32_body(const engram_decay_params *p,
                                              const engram_decay_block *b, int age_type,
                                              int stability_broadcast) {
-    if (p->power == 0.5) decay512_power_f32_body2(p, b, age_type, stability_broadcast, 1);
-    else decay512_power_f32_body2(p, b, age_type, stability_broadcast, 0);
+    int float_quotient = p->power <= 1.0;
+    if (p->power == 0.5) decay512_power_f32_body2(p, b, age_type, stability_broadcast, 1, 1);
+    else if (float_quotient) decay512_power_f32_body2(p, b, age_type, stability_broadcast, 0, 1);
+    else decay512_power_f32_body2(p, b, age_type, stability_broadcast, 0, 0);
 }
 
 static void decay_power_f32_avx512(const engram_decay_params *p, const engram_decay_block *b) {
     DECAY512_DISPATCH(decay512_power_f32_body, p, b);
+}
+
+/* ---- validation scans ---- */
+
+static size_t decay_first_invalid_f32_avx512(const float *age, const float *stab, size_t n) {
+    const __m512 zero = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __mmask16 bad = 0;
+        if (age) bad = _mm512_cmp_ps_mask(_mm512_loadu_ps(age + i), zero, _CMP_NGE_UQ);
+        if (stab) bad |= _mm512_cmp_ps_mask(_mm512_loadu_ps(stab + i), zero, _CMP_NGT_UQ);
+        if (bad) return i + (size_t)__builtin_ctz(bad);
+    }
+    for (; i < n; i++)
+        if ((age && !(age[i] >= 0.0f)) || (stab && !(stab[i] > 0.0f))) return i;
+    return n;
+}
+
+static size_t decay_first_invalid_f64_avx512(const double *age, const double *stab, size_t n) {
+    const __m512d zero = _mm512_setzero_pd();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __mmask8 bad = 0;
+        if (age) bad = _mm512_cmp_pd_mask(_mm512_loadu_pd(age + i), zero, _CMP_NGE_UQ);
+        if (stab) bad |= _mm512_cmp_pd_mask(_mm512_loadu_pd(stab + i), zero, _CMP_NGT_UQ);
+        if (bad) return i + (size_t)__builtin_ctz(bad);
+    }
+    for (; i < n; i++)
+        if ((age && !(age[i] >= 0.0)) || (stab && !(stab[i] > 0.0))) return i;
+    return n;
 }
 
 const engram_decay_ops engram_decay_ops_avx512 = {
@@ -412,6 +474,8 @@ const engram_decay_ops engram_decay_ops_avx512 = {
     .power_f32 = decay_power_f32_avx512,
     .exp_f64 = decay_exp_f64_avx512,
     .power_f64 = engram_decay_power_f64_generic,
+    .first_invalid_f32 = decay_first_invalid_f32_avx512,
+    .first_invalid_f64 = decay_first_invalid_f64_avx512,
 };
 
 /* ==== end decay ==== */

@@ -355,12 +355,42 @@ static void decay_power_f32_neon(const engram_decay_params *p, const engram_deca
     DECAYN_DISPATCH(decayn_power_f32_body, p, b);
 }
 
+/* ---- validation scans ---- */
+
+static size_t decay_first_invalid_f32_neon(const float *age, const float *stab, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32x4_t ok = vdupq_n_u32(0xffffffffu);
+        if (age) ok = vcgezq_f32(vld1q_f32(age + i));
+        if (stab) ok = vandq_u32(ok, vcgtzq_f32(vld1q_f32(stab + i)));
+        if (vminvq_u32(ok) == 0) break; /* NaN compares false: caught too */
+    }
+    for (; i < n; i++)
+        if ((age && !(age[i] >= 0.0f)) || (stab && !(stab[i] > 0.0f))) return i;
+    return n;
+}
+
+static size_t decay_first_invalid_f64_neon(const double *age, const double *stab, size_t n) {
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        uint64x2_t ok = vdupq_n_u64(~0ull);
+        if (age) ok = vcgezq_f64(vld1q_f64(age + i));
+        if (stab) ok = vandq_u64(ok, vcgtzq_f64(vld1q_f64(stab + i)));
+        if ((vgetq_lane_u64(ok, 0) & vgetq_lane_u64(ok, 1)) == 0) break;
+    }
+    for (; i < n; i++)
+        if ((age && !(age[i] >= 0.0)) || (stab && !(stab[i] > 0.0))) return i;
+    return n;
+}
+
 const engram_decay_ops engram_decay_ops_neon = {
     .level = "neon",
     .exp_f32 = decay_exp_f32_neon,
     .power_f32 = decay_power_f32_neon,
     .exp_f64 = decay_exp_f64_neon,
     .power_f64 = engram_decay_power_f64_generic,
+    .first_invalid_f32 = decay_first_invalid_f32_neon,
+    .first_invalid_f64 = decay_first_invalid_f64_neon,
 };
 
 /* ==== end decay ==== */

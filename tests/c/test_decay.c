@@ -2,9 +2,10 @@
  * decay: each SIMD level against the scalar table (the spec).
  *
  * float32 exponential: bit-identical to the scalar level for every input
- * (the levels evaluate the same operations).  float32 power and float64
- * exponential: within an ulp of the scalar level and within their bounds
- * of a float64 / long double evaluation.  64-bit integer ages: converted
+ * (the levels evaluate the same operations).  float32 power: within
+ * 0.5 + min(power, 1) ulp of the float64 evaluation (power <= 1 may use the
+ * float32 quotient).  float64 exponential: within an ulp of the scalar
+ * level and 2 ulp of a long double evaluation.  64-bit integer ages: converted
  * exactly like a C cast.
  */
 #include <math.h>
@@ -186,10 +187,11 @@ static void test_power_f32(ctest *t, const engram_decay_ops *ops) {
             for (size_t i = 0; i < N_CASES; i++) {
                 double Si = broadcast ? 86400.0 : (double)S[i];
                 double exact = (double)s[i] * pow(1.0 + p.factor * (double)a[i] / Si, -p.power);
-                CTEST_CHECK(t, ulps_f32(got[i], (double)want[i]) <= 1.0,
+                /* power <= 1 uses the float32 quotient: within 0.5 + power ulp */
+                CTEST_CHECK(t, ulps_f32(got[i], (double)want[i]) <= 2.0,
                             "power f32 p=%g a=%a S=%a s=%a: %a, scalar %a", p.power, (double)a[i],
                             Si, (double)s[i], (double)got[i], (double)want[i]);
-                CTEST_CHECK(t, ulps_f32(got[i], exact) <= 1.0,
+                CTEST_CHECK(t, ulps_f32(got[i], exact) <= (p.power <= 1.0 ? 0.5 + p.power + 0.1 : 1.0),
                             "power f32 p=%g a=%a S=%a s=%a: %a, exact %a", p.power, (double)a[i],
                             Si, (double)s[i], (double)got[i], exact);
             }
