@@ -205,6 +205,37 @@ void engram_decay_power_f64_generic(const engram_decay_params *p, const engram_d
                                              p->factor);
 }
 
+size_t engram_decay_first_invalid_block(const engram_decay_params *p, const engram_decay_block *b) {
+    const float *S = b->stability;
+    for (size_t i = 0; i < b->n; i++) {
+        int bad = S && !(S[i] > 0.0f);
+        if (b->age) {
+            switch (p->age_type) {
+                case ENGRAM_DECAY_F32: bad |= !(((const float *)b->age)[i] >= 0.0f); break;
+                case ENGRAM_DECAY_F64: bad |= !(((const double *)b->age)[i] >= 0.0); break;
+                case ENGRAM_DECAY_I64: bad |= ((const int64_t *)b->age)[i] < 0; break;
+                default: break;
+            }
+        }
+        if (bad) return i;
+    }
+    return b->n;
+}
+
+static size_t exp_f32_checked_scalar(const engram_decay_params *p, const engram_decay_block *b) {
+    size_t bad = engram_decay_first_invalid_block(p, b);
+    if (bad < b->n) return bad;
+    exp_f32_scalar(p, b);
+    return b->n;
+}
+
+static size_t power_f32_checked_scalar(const engram_decay_params *p, const engram_decay_block *b) {
+    size_t bad = engram_decay_first_invalid_block(p, b);
+    if (bad < b->n) return bad;
+    power_f32_scalar(p, b);
+    return b->n;
+}
+
 static size_t first_invalid_f32_scalar(const float *age, const float *stability, size_t n) {
     for (size_t i = 0; i < n; i++)
         if ((age && !(age[i] >= 0.0f)) || (stability && !(stability[i] > 0.0f))) return i;
@@ -223,6 +254,8 @@ const engram_decay_ops engram_decay_ops_scalar = {
     .power_f32 = power_f32_scalar,
     .exp_f64 = exp_f64_scalar,
     .power_f64 = engram_decay_power_f64_generic,
+    .exp_f32_checked = exp_f32_checked_scalar,
+    .power_f32_checked = power_f32_checked_scalar,
     .first_invalid_f32 = first_invalid_f32_scalar,
     .first_invalid_f64 = first_invalid_f64_scalar,
 };
@@ -389,6 +422,7 @@ typedef struct decay_job {
     unsigned char *scratch; /* 4 * DECAY_BLOCK * 8 bytes per worker, or NULL */
     size_t block;           /* elements per primitive call (0: the whole range) */
     int fused_validation;
+    engram_decay_checked_fn checked; /* validating primitive, with a fresh out */
     int validate_only;
     size_t first_bad[256];
 } decay_job;
@@ -438,15 +472,23 @@ static const void *operand_block(const engram_decay_operand *op, size_t i, size_
  * The primitives see whole vectors only: the last n % 16 elements run as
  * one padded vector whose idle lanes hold age 0, stability 1, strength 1.
  */
-static void run_block(const decay_job *job, const engram_decay_block *b, size_t es) {
+static size_t call_primitive(const decay_job *job, const engram_decay_block *b) {
+    if (job->checked) return job->checked(&job->params, b);
+    job->fn(&job->params, b);
+    return b->n;
+}
+
+/* Runs one block; with a checking primitive, returns its first invalid element (else n). */
+static size_t run_block(const decay_job *job, const engram_decay_block *b, size_t es) {
     size_t whole = b->n & ~(size_t)(DECAY_VECTOR - 1);
     if (whole) {
         engram_decay_block head = *b;
         head.n = whole;
-        job->fn(&job->params, &head);
+        size_t bad = call_primitive(job, &head);
+        if (bad < whole) return bad;
     }
     size_t rest = b->n - whole;
-    if (rest == 0) return;
+    if (rest == 0) return b->n;
     uint64_t age[DECAY_VECTOR] = {0};
     double strength[DECAY_VECTOR], stability[DECAY_VECTOR], out[DECAY_VECTOR];
     for (size_t j = 0; j < DECAY_VECTOR; j++) {
@@ -469,8 +511,10 @@ static void run_block(const decay_job *job, const engram_decay_block *b, size_t 
         memcpy(stability, (const char *)b->stability + whole * es, rest * es);
         tail.stability = stability;
     }
-    job->fn(&job->params, &tail);
+    size_t bad = call_primitive(job, &tail);
+    if (bad < rest) return whole + bad;
     memcpy((char *)b->out + whole * es, out, rest * es);
+    return b->n;
 }
 
 static void decay_worker(void *ctx, unsigned worker, unsigned n_workers) {
@@ -492,7 +536,7 @@ static void decay_worker(void *ctx, unsigned worker, unsigned n_workers) {
     size_t block = job->block ? job->block : hi - lo;
     for (size_t i = lo; i < hi; i += block) {
         size_t len = hi - i < block ? hi - i : block;
-        if (job->fused_validation) {
+        if (job->fused_validation && !job->checked) {
             size_t bad = first_invalid(a, i, i + len);
             if (bad != NO_INDEX) {
                 job->first_bad[worker] = bad;
@@ -508,7 +552,11 @@ static void decay_worker(void *ctx, unsigned worker, unsigned n_workers) {
                                     scratch ? scratch + 2 * DECAY_BLOCK * 8 : NULL);
         int scatter = a->out_stride != 1;
         b.out = scatter ? (void *)(scratch + 3 * DECAY_BLOCK * 8) : (void *)element(&out_op, i);
-        run_block(job, &b, es);
+        size_t bad = run_block(job, &b, es);
+        if (bad < len) {
+            job->first_bad[worker] = i + bad;
+            return;
+        }
         if (scatter) {
             char *dst = (char *)element(&out_op, i);
             const char *src = b.out;
@@ -614,7 +662,12 @@ engram_status engram_decay_run(engram_arena *arena, const engram_decay_args *a) 
         job.validate_only = 0;
     }
     job.fused_validation = a->validate && a->out_is_fresh;
-    job.block = job.scratch ? DECAY_BLOCK : job.fused_validation ? DECAY_VALIDATED_BLOCK : 0;
+    /* float32 primitives validate as they go (their fast-path test implies
+     * validity) where they see the stabilities as given */
+    if (job.fused_validation && !f64 && !convert)
+        job.checked = a->model == ENGRAM_DECAY_POWER ? ops->power_f32_checked : ops->exp_f32_checked;
+    job.block = job.scratch ? DECAY_BLOCK
+                : job.fused_validation && !job.checked ? DECAY_VALIDATED_BLOCK : 0;
     engram_parallel(n_workers, decay_worker, &job);
     if (job.fused_validation)
         for (unsigned w = 0; w < n_workers; w++)

@@ -345,10 +345,19 @@ typedef struct engram_decay_params {
 } engram_decay_params;
 
 typedef void (*engram_decay_fn)(const engram_decay_params *params, const engram_decay_block *block);
+/*
+ * The same with validation of the block's ages (params->age_type, as
+ * given) and stabilities (float32, as given): returns the index of the
+ * first invalid element, or n.  Elements before it are computed; out may
+ * be written anywhere, so the driver uses these only for a fresh out.
+ */
+typedef size_t (*engram_decay_checked_fn)(const engram_decay_params *params,
+                                          const engram_decay_block *block);
 
 struct engram_decay_ops {
     const char *level;
     engram_decay_fn exp_f32, power_f32, exp_f64, power_f64;
+    engram_decay_checked_fn exp_f32_checked, power_f32_checked;
     /* First i < n with age[i] < 0 or NaN, or stability[i] <= 0 or NaN (either
      * pointer may be NULL); n if none.  Contiguous arrays of one float type. */
     size_t (*first_invalid_f32)(const float *age, const float *stability, size_t n);
@@ -367,6 +376,9 @@ float engram_decay_power_f32_lane(float age, float stability, float strength, do
                                   double factor);
 double engram_decay_power_f64_lane(double age, double stability, double strength, double power,
                                    double factor);
+/* First invalid element of a float32 block (ages as given, stabilities), or n. */
+size_t engram_decay_first_invalid_block(const engram_decay_params *params,
+                                        const engram_decay_block *block);
 /* float64 power on every level: the C library's pow per element. */
 void engram_decay_power_f64_generic(const engram_decay_params *params,
                                     const engram_decay_block *block);

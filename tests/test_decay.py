@@ -17,6 +17,7 @@ What the accuracy tests measure
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -361,6 +362,51 @@ def test_validate_names_first_bad_index(rng, fresh, threads):
     with pytest.raises(ValueError, match=r"age\[4321\] is -1"):
         engram.decay(s, t, stability=S, out=out, threads=threads)
     assert s.tobytes() == before.tobytes()
+
+
+BAD_AGES = [-1.0, np.nan, -np.inf, -1e-30, -1e-300]  # -1e-300: -0.0 once float32
+BAD_STABILITIES = [0.0, -0.0, -1.0, np.nan, -np.inf]
+
+
+@pytest.mark.parametrize("model", ["exponential", "power"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_validate_on_every_level(simd_level, rng, model, dtype):
+    """The first bad index is the reference's, whichever path validates (a scan before the
+    computation, or the float32 primitives checking as they go), and valid edge values pass."""
+    n = 777
+    for trial in range(24):
+        s, t, S = _memories(rng, n, dtype)
+        age = t.astype(rng.choice([dtype, np.float32, np.float64]))
+        stab = S
+        if trial % 3 == 1:
+            stab = S.astype(np.float64 if dtype == np.float32 else np.float32)
+        i, j = rng.integers(0, n, 2)
+        if trial % 4 != 3:
+            age[i] = rng.choice(BAD_AGES)
+        if trial % 2:
+            stab[j] = rng.choice(BAD_STABILITIES)
+        age[rng.integers(0, n)] = -0.0  # valid
+        stab[rng.integers(0, n)] = np.inf  # valid
+        kwargs = {"stability": stab, "model": model}
+        try:
+            _reference.decay(s, age, **kwargs)
+        except ValueError as exc:
+            expected = str(exc).split(";")[0].split(" is ")[0]
+            for out in (None, s.copy()):
+                with pytest.raises(ValueError, match=re.escape(expected)):
+                    engram.decay(s, age, out=out, **kwargs)
+        else:
+            _check_against_reference((s, age), kwargs)
+    # both negative: the quotient is positive, the inputs are still invalid
+    s, t, S = _memories(rng, 64, dtype)
+    t[40], S[40] = -3600, -86400
+    with pytest.raises(ValueError, match=r"age\[40\]"):
+        engram.decay(s, t, stability=S, model=model)
+    # int64 ages
+    ages = np.arange(64, dtype=np.int64) * 1000
+    ages[50] = -1
+    with pytest.raises(ValueError, match=r"age\[50\] is -1"):
+        engram.decay(s, ages, stability=S * 0 + 1e5, model=model)
 
 
 def test_validate_false_follows_ieee(simd_level):

@@ -419,7 +419,22 @@ static void decay_power_f32_avx2(const engram_decay_params *p, const engram_deca
     DECAY2_DISPATCH(decay2_power_f32_body, p, b);
 }
 
-/* ---- validation scans ---- */
+/* ---- validation ---- */
+
+/* Validation by a scan of the block just ahead of the computation (in cache). */
+static size_t decay_exp_f32_checked_avx2(const engram_decay_params *p, const engram_decay_block *b) {
+    size_t bad = engram_decay_first_invalid_block(p, b);
+    if (bad < b->n) return bad;
+    decay_exp_f32_avx2(p, b);
+    return b->n;
+}
+
+static size_t decay_power_f32_checked_avx2(const engram_decay_params *p, const engram_decay_block *b) {
+    size_t bad = engram_decay_first_invalid_block(p, b);
+    if (bad < b->n) return bad;
+    decay_power_f32_avx2(p, b);
+    return b->n;
+}
 
 static size_t decay_first_invalid_f32_avx2(const float *age, const float *stab, size_t n) {
     const __m256 zero = _mm256_setzero_ps();
@@ -457,6 +472,8 @@ const engram_decay_ops engram_decay_ops_avx2 = {
     .power_f32 = decay_power_f32_avx2,
     .exp_f64 = decay_exp_f64_avx2,
     .power_f64 = engram_decay_power_f64_generic,
+    .exp_f32_checked = decay_exp_f32_checked_avx2,
+    .power_f32_checked = decay_power_f32_checked_avx2,
     .first_invalid_f32 = decay_first_invalid_f32_avx2,
     .first_invalid_f64 = decay_first_invalid_f64_avx2,
 };

@@ -130,31 +130,47 @@ static __attribute__((noinline)) __m512 decay512_exp_ps_general(__m512 y, __m512
     return r;
 }
 
-/* strength * exp(-y) for 16 lanes. */
-DECAY512_INLINE __m512 decay512_exp_ps(__m512 y, __m512 s) {
-    /* fast: 0 <= y <= 76 and 2^-16 <= s <= 2^100, tested on the bit patterns */
+/* Lanes with 0 <= y <= 76 and 2^-16 <= s <= 2^100 (tested on the bit patterns). */
+DECAY512_INLINE __mmask16 decay512_exp_fast(__m512 y, __m512 s) {
     __mmask16 fast = _mm512_cmp_epu32_mask(_mm512_castps_si512(y),
                                            _mm512_set1_epi32((int)DECAY_F32_FAST_Y_MAX_BITS),
                                            _MM_CMPINT_LE);
-    fast = _mm512_mask_cmp_epu32_mask(
+    return _mm512_mask_cmp_epu32_mask(
         fast,
         _mm512_sub_epi32(_mm512_castps_si512(s), _mm512_set1_epi32((int)DECAY_F32_FAST_S_MIN_BITS)),
         _mm512_set1_epi32((int)DECAY_F32_FAST_S_SPAN_BITS), _MM_CMPINT_LT);
+}
+
+/* strength * exp(-y) for the fast lanes; *all_fast: whether that is every lane. */
+DECAY512_INLINE __m512 decay512_exp_ps(__m512 y, __m512 s, __mmask16 fast) {
     __m512 n, m = decay512_exp_core_ps(y, s, &n);
     /* masked: lanes off the fast path must not reach the scaling (subnormal assists) */
-    __m512 r = _mm512_maskz_scalef_ps(fast, m, n);
-    if (ENGRAM_LIKELY(fast == 0xFFFF)) return r;
-    return decay512_exp_ps_general(y, s);
+    return _mm512_maskz_scalef_ps(fast, m, n);
+}
+
+/* Index of the first invalid element of [i, i + 16), or 16. */
+static __attribute__((noinline)) size_t decay512_first_invalid_lane(const engram_decay_params *p,
+                                                                    const engram_decay_block *b,
+                                                                    size_t i) {
+    size_t es = p->age_type == ENGRAM_DECAY_F32 ? 4 : 8;
+    engram_decay_block lanes = {16, NULL, NULL, b->age ? (const char *)b->age + i * es : NULL,
+                                b->stability ? (const float *)b->stability + i : NULL};
+    return engram_decay_first_invalid_block(p, &lanes);
 }
 
 /*
  * The quotient as two 256-bit divisions: on this core family a 512-bit
  * vdivps splits into more micro-ops for the same 16 quotients, and the
  * divider, not the polynomial, bounds the loop.
+ *
+ * checking: validate as well (fresh output only).  A fast lane has
+ * 0 <= y = age / stability and, tested here, stability > 0, so its age is
+ * >= +0 as given; any other lane of a vector sends it to a scalar check
+ * of the values as given before the general path.
  */
-DECAY512_INLINE void decay512_exp_f32_body(const engram_decay_params *p,
-                                           const engram_decay_block *b, int age_type,
-                                           int stability_broadcast) {
+DECAY512_INLINE size_t decay512_exp_f32_body(const engram_decay_params *p,
+                                             const engram_decay_block *b, int age_type,
+                                             int stability_broadcast, int checking) {
     const size_t n = b->n;
     float *out = b->out;
     const float *str = b->strength, *stab = b->stability;
@@ -177,8 +193,22 @@ DECAY512_INLINE void decay512_exp_f32_body(const engram_decay_params *p,
         __m256 S_lo = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
         __m256 S_hi = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i + 8);
         __m512 y = decay512_join_ps(_mm256_div_ps(a_lo, S_lo), _mm256_div_ps(a_hi, S_hi));
-        _mm512_storeu_ps(out + i, decay512_exp_ps(y, _mm512_loadu_ps(str + i)));
+        __m512 s = _mm512_loadu_ps(str + i);
+        __mmask16 fast = decay512_exp_fast(y, s);
+        if (checking && !stability_broadcast)
+            fast = _mm512_mask_cmp_ps_mask(fast, _mm512_loadu_ps(stab + i), _mm512_setzero_ps(),
+                                           _CMP_GT_OQ);
+        __m512 r = decay512_exp_ps(y, s, fast);
+        if (ENGRAM_UNLIKELY(fast != 0xFFFF)) {
+            if (checking) {
+                size_t bad = decay512_first_invalid_lane(p, b, i);
+                if (bad < 16) return i + bad;
+            }
+            r = decay512_exp_ps_general(y, s);
+        }
+        _mm512_storeu_ps(out + i, r);
     }
+    return n;
 }
 
 /* One instance per (age type, stability broadcast) so each loop is straight-line. */
@@ -204,8 +234,19 @@ DECAY512_INLINE void decay512_exp_f32_body(const engram_decay_params *p,
         }                                                                                 \
     } while (0)
 
+#define DECAY512_EXP_F32(p, b, type, broadcast) decay512_exp_f32_body(p, b, type, broadcast, 0)
+#define DECAY512_EXP_F32_CHECKED(p, b, type, broadcast) \
+    checked = decay512_exp_f32_body(p, b, type, broadcast, 1)
+
 static void decay_exp_f32_avx512(const engram_decay_params *p, const engram_decay_block *b) {
-    DECAY512_DISPATCH(decay512_exp_f32_body, p, b);
+    DECAY512_DISPATCH(DECAY512_EXP_F32, p, b);
+}
+
+static size_t decay_exp_f32_checked_avx512(const engram_decay_params *p,
+                                           const engram_decay_block *b) {
+    size_t checked = b->n;
+    DECAY512_DISPATCH(DECAY512_EXP_F32_CHECKED, p, b);
+    return checked;
 }
 
 /* ---- float64 exponential ---- */
@@ -370,10 +411,17 @@ DECAY512_INLINE __m256 decay512_pow_half(__m256 a, __m256 S, __m256 s,
     return _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtps_pd(s), P));
 }
 
+/*
+ * checking: validate as well (fresh output only).  A lane stays on the
+ * vector path only with a sign-free, non-NaN age and (an array's)
+ * stability > 0; others send the vector to a scalar check of the values as
+ * given.  Returns the first invalid lane in *bad (16 if none).
+ */
 DECAY512_INLINE __m512 decay512_pow_ps(__m256 a_lo, __m256 a_hi, __m256 S_lo, __m256 S_hi,
                                        __m512 s, const engram_decay_params *p,
                                        const decay512_pow_consts *c, int stability_broadcast,
-                                       int half_power, int float_quotient) {
+                                       int half_power, int float_quotient, int checking,
+                                       const engram_decay_block *b, size_t i, size_t *bad) {
     __mmask8 ok_lo, ok_hi;
     __m256 lo = decay512_pow_half(a_lo, S_lo, _mm512_castps512_ps256(s), c, stability_broadcast,
                                   half_power, float_quotient, &ok_lo);
@@ -383,7 +431,18 @@ DECAY512_INLINE __m512 decay512_pow_ps(__m256 a_lo, __m256 a_hi, __m256 S_lo, __
     /* infinite strengths take the element spec: inf * u^-power is NaN where pow underflows */
     __mmask16 ok = (__mmask16)(ok_lo | (unsigned)ok_hi << 8) &
                    (__mmask16)~_mm512_fpclass_ps_mask(s, 0x18);
+    if (checking) {
+        const __m256i inf_bits = _mm256_set1_epi32(0x7f800000);
+        __mmask16 valid = (__mmask16)(
+            _mm256_cmp_epu32_mask(_mm256_castps_si256(a_lo), inf_bits, _MM_CMPINT_LE) |
+            (unsigned)_mm256_cmp_epu32_mask(_mm256_castps_si256(a_hi), inf_bits, _MM_CMPINT_LE) << 8);
+        if (!stability_broadcast)
+            valid &= (__mmask16)(_mm256_cmp_ps_mask(S_lo, _mm256_setzero_ps(), _CMP_GT_OQ) |
+                                 (unsigned)_mm256_cmp_ps_mask(S_hi, _mm256_setzero_ps(), _CMP_GT_OQ) << 8);
+        ok &= valid;
+    }
     if (ENGRAM_LIKELY(ok == 0xFFFF)) return r;
+    if (checking && (*bad = decay512_first_invalid_lane(p, b, i)) < 16) return r;
     float ab[16], Sb[16], sb[16], rb[16];
     _mm256_storeu_ps(ab, a_lo);
     _mm256_storeu_ps(ab + 8, a_hi);
@@ -397,10 +456,10 @@ DECAY512_INLINE __m512 decay512_pow_ps(__m256 a_lo, __m256 a_hi, __m256 S_lo, __
     return _mm512_loadu_ps(rb);
 }
 
-DECAY512_INLINE void decay512_power_f32_body2(const engram_decay_params *p,
-                                              const engram_decay_block *b, int age_type,
-                                              int stability_broadcast, int half_power,
-                                              int float_quotient) {
+DECAY512_INLINE size_t decay512_power_f32_body2(const engram_decay_params *p,
+                                                const engram_decay_block *b, int age_type,
+                                                int stability_broadcast, int half_power,
+                                                int float_quotient, int checking) {
     const size_t n = b->n;
     float *out = b->out;
     const float *str = b->strength, *stab = b->stability;
@@ -418,24 +477,40 @@ DECAY512_INLINE void decay512_power_f32_body2(const engram_decay_params *p,
         decay512_ages_ps(age, i, age_type, age_b, &a_lo, &a_hi);
         __m256 S_lo = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
         __m256 S_hi = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i + 8);
-        _mm512_storeu_ps(out + i,
-                         decay512_pow_ps(a_lo, a_hi, S_lo, S_hi, _mm512_loadu_ps(str + i), p, &c,
-                                         stability_broadcast, half_power, float_quotient));
+        size_t bad = 16;
+        __m512 r = decay512_pow_ps(a_lo, a_hi, S_lo, S_hi, _mm512_loadu_ps(str + i), p, &c,
+                                   stability_broadcast, half_power, float_quotient, checking, b,
+                                   i, &bad);
+        if (checking && bad < 16) return i + bad;
+        _mm512_storeu_ps(out + i, r);
     }
+    return n;
 }
 
 /* power 0.5 (the FSRS curve) needs no logarithm: 1 / sqrt(u). */
-DECAY512_INLINE void decay512_power_f32_body(const engram_decay_params *p,
-                                             const engram_decay_block *b, int age_type,
-                                             int stability_broadcast) {
-    int float_quotient = p->power <= 1.0;
-    if (p->power == 0.5) decay512_power_f32_body2(p, b, age_type, stability_broadcast, 1, 1);
-    else if (float_quotient) decay512_power_f32_body2(p, b, age_type, stability_broadcast, 0, 1);
-    else decay512_power_f32_body2(p, b, age_type, stability_broadcast, 0, 0);
+DECAY512_INLINE size_t decay512_power_f32_body(const engram_decay_params *p,
+                                               const engram_decay_block *b, int age_type,
+                                               int stability_broadcast, int checking) {
+    if (p->power == 0.5)
+        return decay512_power_f32_body2(p, b, age_type, stability_broadcast, 1, 1, checking);
+    if (p->power <= 1.0)
+        return decay512_power_f32_body2(p, b, age_type, stability_broadcast, 0, 1, checking);
+    return decay512_power_f32_body2(p, b, age_type, stability_broadcast, 0, 0, checking);
 }
 
+#define DECAY512_POWER_F32(p, b, type, broadcast) decay512_power_f32_body(p, b, type, broadcast, 0)
+#define DECAY512_POWER_F32_CHECKED(p, b, type, broadcast) \
+    checked = decay512_power_f32_body(p, b, type, broadcast, 1)
+
 static void decay_power_f32_avx512(const engram_decay_params *p, const engram_decay_block *b) {
-    DECAY512_DISPATCH(decay512_power_f32_body, p, b);
+    DECAY512_DISPATCH(DECAY512_POWER_F32, p, b);
+}
+
+static size_t decay_power_f32_checked_avx512(const engram_decay_params *p,
+                                             const engram_decay_block *b) {
+    size_t checked = b->n;
+    DECAY512_DISPATCH(DECAY512_POWER_F32_CHECKED, p, b);
+    return checked;
 }
 
 /* ---- validation scans ---- */
@@ -474,6 +549,8 @@ const engram_decay_ops engram_decay_ops_avx512 = {
     .power_f32 = decay_power_f32_avx512,
     .exp_f64 = decay_exp_f64_avx512,
     .power_f64 = engram_decay_power_f64_generic,
+    .exp_f32_checked = decay_exp_f32_checked_avx512,
+    .power_f32_checked = decay_power_f32_checked_avx512,
     .first_invalid_f32 = decay_first_invalid_f32_avx512,
     .first_invalid_f64 = decay_first_invalid_f64_avx512,
 };

@@ -254,6 +254,60 @@ static void test_integer_ages(ctest *t, const engram_decay_ops *ops) {
         CTEST_CHECK(t, gotd[i] == wantd[i], "i64 age %lld as double", (long long)ai[i]);
 }
 
+/* The validating primitives: the first invalid element, and the unchecked results otherwise. */
+static void test_checked(ctest *t, const engram_decay_ops *ops) {
+    enum { N = 1024 };
+    static float a[N], S[N], s[N], want[N], got[N];
+    static double ad[N];
+    uint64_t rng = 31337;
+    for (int trial = 0; trial < 64; trial++) {
+        for (size_t i = 0; i < N; i++) {
+            a[i] = (float)((next_u64(&rng) >> 11) * 0x1p-53 * 3e6);
+            ad[i] = a[i];
+            S[i] = (float)(3600.0 + (next_u64(&rng) >> 11) * 0x1p-53 * 3e6);
+            s[i] = (float)((next_u64(&rng) >> 11) * 0x1p-53);
+        }
+        a[next_u64(&rng) % N] = -0.0f; /* valid */
+        S[next_u64(&rng) % N] = INFINITY; /* valid */
+        if (trial % 4 != 3) {
+            size_t i = next_u64(&rng) % N;
+            static const float bad_ages[] = {-1.0f, NAN, -INFINITY, -1e-30f};
+            a[i] = bad_ages[trial % 4];
+            ad[i] = trial % 2 ? -1e-300 : (double)a[i]; /* -1e-300 is -0.0 as float32 */
+        }
+        if (trial % 3 == 0) {
+            static const float bad_stabilities[] = {0.0f, -1.0f, NAN};
+            S[next_u64(&rng) % N] = bad_stabilities[trial % 3 == 0 ? (trial / 3) % 3 : 0];
+        }
+        if (trial % 5 == 0) { /* both negative: a positive quotient of invalid inputs */
+            size_t i = next_u64(&rng) % N;
+            a[i] = -3600.0f;
+            ad[i] = -3600.0;
+            S[i] = -86400.0f;
+        }
+        for (int use_f64 = 0; use_f64 < 2; use_f64++) {
+            engram_decay_params p = {use_f64 ? ENGRAM_DECAY_F64 : ENGRAM_DECAY_F32, 0, 0, 0, 0,
+                                     trial % 2 ? 0.5 : 0.3, 19.0 / 81.0};
+            const void *age = use_f64 ? (const void *)ad : (const void *)a;
+            engram_decay_block b = {N, got, s, age, S};
+            size_t expected = engram_decay_first_invalid_block(&p, &b);
+            for (int power = 0; power < 2; power++) {
+                engram_decay_checked_fn checked = power ? ops->power_f32_checked : ops->exp_f32_checked;
+                engram_decay_fn plain = power ? ops->power_f32 : ops->exp_f32;
+                size_t idx = checked(&p, &b);
+                CTEST_CHECK(t, idx == expected, "checked %s f64-ages=%d trial %d: %zu, expected %zu",
+                            power ? "power" : "exp", use_f64, trial, idx, expected);
+                if (expected == N) {
+                    engram_decay_block w = {N, want, s, age, S};
+                    plain(&p, &w);
+                    for (size_t i = 0; i < N; i++)
+                        CTEST_CHECK(t, same_f32(got[i], want[i]), "checked results differ at %zu", i);
+                }
+            }
+        }
+    }
+}
+
 /* The whole entry point: awkward lengths, strides, in place, threads, validation. */
 static void test_entry(ctest *t) {
     enum { N = 1000 };
@@ -308,6 +362,7 @@ void ctest_decay(ctest *t) {
     test_exp_f64(t, ops);
     test_power_f32(t, ops);
     test_integer_ages(t, ops);
+    test_checked(t, ops);
     test_entry(t);
     if (ops == &engram_decay_ops_scalar) test_exp_f32_accuracy(t);
 }
