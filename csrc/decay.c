@@ -76,8 +76,12 @@ static inline double mul_add_f64(double a, double b, double c) {
 }
 
 float engram_decay_exp_f32_lane(float y, float s) {
+    /* the float64 product's own rules: NaN in, NaN out; inf * exp(-y) is NaN
+     * where exp(-y) is 0 in float64; 0 * exp(-y) is NaN where it is inf */
+    if (y != y || s != s) return y + s;
+    if (isinf(s)) return y >= DECAY_F32_Y_ZERO ? NAN : s;
+    if (s == 0.0f && y <= DECAY_F32_Y_INF) return NAN;
     float yc = y < DECAY_F32_Y_MIN ? DECAY_F32_Y_MIN : y > DECAY_F32_Y_MAX ? DECAY_F32_Y_MAX : y;
-    if (yc != yc) return yc + s;
     float k = fma_f32(-yc, DECAY_F32_LOG2E, DECAY_F32_SHIFTER);
     float n = k - DECAY_F32_SHIFTER;
     float w = fma_f32(n, DECAY_F32_LN2_HI, yc);
@@ -96,9 +100,8 @@ float engram_decay_exp_f32_lane(float y, float s) {
                  : ni > (int)DECAY_F32_N_LIMIT ? (int)DECAY_F32_N_LIMIT : ni;
         return (float)((double)m * pow2_f64(nc));
     }
-    /* infinite or NaN strength, strength * (1 + q) overflowing, or a zero or
-     * subnormal m that a negative y would scale up: the float64 value
-     * itself (exact but for exp's own overflow, with its 0 * inf = NaN) */
+    /* strength * (1 + q) overflowing, or a subnormal m that a negative y
+     * would scale up: the float64 value, exact */
     return (float)((double)s * ldexp(1.0 + (double)q, ni));
 }
 

@@ -36,6 +36,9 @@
 #define DECAY_F32_T4 0x1.6a2352p-10f
 #define DECAY_F32_Y_MIN -710.0f
 #define DECAY_F32_Y_MAX 746.0f
+/* float32 y from which exp(-y) is 0 in float64 (inf * that is NaN), and up to which it is inf */
+#define DECAY_F32_Y_ZERO 0x1.74910ep+9f  /* 745.13324 */
+#define DECAY_F32_Y_INF -0x1.62e43p+9f   /* -709.7827 */
 /*
  * Vector fast path: 0 <= y <= 76 and 2^-16 <= strength <= 2^100 (tested on
  * the bit patterns).  Then strength * exp(-y) >= 2^-125.6 is normal, the

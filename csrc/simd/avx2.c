@@ -159,12 +159,23 @@ static __attribute__((noinline)) __m256 decay2_exp_ps_general(__m256 y, __m256 s
     __m256 r = _mm256_set_m128(
         decay2_scale_via_pd(_mm256_extractf128_ps(m, 1), _mm256_extracti128_si256(n, 1)),
         decay2_scale_via_pd(_mm256_castps256_ps128(m), _mm256_castsi256_si128(n)));
-    __m256 abs_m = _mm256_and_ps(m, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-    /* inf, NaN; zero or subnormal m where a negative y scales it up */
-    __m256 special = _mm256_cmp_ps(abs_m, _mm256_set1_ps(INFINITY), _CMP_NLT_UQ);
-    special = _mm256_or_ps(special,
-                           _mm256_and_ps(_mm256_cmp_ps(abs_m, _mm256_set1_ps(0x1p-126f), _CMP_LT_OQ),
-                                         _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ)));
+    /* the float64 product's rules (engram_decay_exp_f32_lane), lane-wise */
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 nan = _mm256_set1_ps(NAN);
+    __m256 nan_in = _mm256_cmp_ps(y, s, _CMP_UNORD_Q);
+    __m256 inf_s = _mm256_cmp_ps(_mm256_and_ps(s, abs_mask), _mm256_set1_ps(INFINITY), _CMP_EQ_OQ);
+    __m256 zero_s = _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_EQ_OQ);
+    r = _mm256_blendv_ps(r, s, inf_s);
+    r = _mm256_blendv_ps(r, nan, _mm256_and_ps(inf_s, _mm256_cmp_ps(y, _mm256_set1_ps(DECAY_F32_Y_ZERO), _CMP_GE_OQ)));
+    r = _mm256_blendv_ps(r, nan, _mm256_and_ps(zero_s, _mm256_cmp_ps(y, _mm256_set1_ps(DECAY_F32_Y_INF), _CMP_LE_OQ)));
+    r = _mm256_blendv_ps(r, _mm256_add_ps(y, s), nan_in);
+    /* left to the element: strength * (1 + q) overflowing, or a subnormal m
+     * that a negative y scales up */
+    __m256 abs_m = _mm256_and_ps(m, abs_mask);
+    __m256 special = _mm256_andnot_ps(_mm256_or_ps(nan_in, inf_s),
+                                      _mm256_cmp_ps(abs_m, _mm256_set1_ps(INFINITY), _CMP_NLT_UQ));
+    __m256 subnormal_m = _mm256_andnot_ps(zero_s, _mm256_cmp_ps(abs_m, _mm256_set1_ps(0x1p-126f), _CMP_LT_OQ));
+    special = _mm256_or_ps(special, _mm256_and_ps(subnormal_m, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ)));
     int lanes = _mm256_movemask_ps(special);
     if (lanes) {
         float yb[8], sb[8], rb[8];
@@ -270,6 +281,11 @@ DECAY2_INLINE __m256d decay2_exp_pd(__m256d y, __m256d s) {
                                     _mm256_set1_epi64x(0x3ff0000000000000ll));
     __m256d r = _mm256_mul_pd(m, _mm256_and_pd(_mm256_castsi256_pd(pow2), fast));
     if (ENGRAM_LIKELY(lanes == 0xF)) return r;
+    /* NaN in, NaN out without the element path (missing values stay fast) */
+    __m256d nan_in = _mm256_cmp_pd(y, s, _CMP_UNORD_Q);
+    r = _mm256_blendv_pd(r, _mm256_add_pd(y, s), nan_in);
+    lanes |= _mm256_movemask_pd(nan_in);
+    if (lanes == 0xF) return r;
     double yb[4], sb[4], rb[4];
     _mm256_storeu_pd(yb, y);
     _mm256_storeu_pd(sb, s);

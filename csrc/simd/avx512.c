@@ -114,10 +114,22 @@ static __attribute__((noinline)) __m512 decay512_exp_ps_general(__m512 y, __m512
     __m512d hi = _mm512_scalef_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(m, 1)),
                                   _mm512_cvtps_pd(_mm512_extractf32x8_ps(nc, 1)));
     __m512 r = decay512_join_ps(_mm512_cvtpd_ps(lo), _mm512_cvtpd_ps(hi));
-    /* NaN, +-inf; zero or subnormal m where a negative y scales it up */
-    __mmask16 special = _mm512_fpclass_ps_mask(m, 0x99);
+    /* the float64 product's rules (engram_decay_exp_f32_lane), lane-wise */
+    const __m512 nan = _mm512_set1_ps(NAN);
+    __mmask16 nan_in = _mm512_cmp_ps_mask(y, s, _CMP_UNORD_Q);
+    __mmask16 inf_s = _mm512_fpclass_ps_mask(s, 0x18);
+    __mmask16 zero_s = _mm512_fpclass_ps_mask(s, 0x06);
+    r = _mm512_mask_mov_ps(r, inf_s, s);
+    r = _mm512_mask_mov_ps(
+        r, _mm512_mask_cmp_ps_mask(inf_s, y, _mm512_set1_ps(DECAY_F32_Y_ZERO), _CMP_GE_OQ), nan);
+    r = _mm512_mask_mov_ps(
+        r, _mm512_mask_cmp_ps_mask(zero_s, y, _mm512_set1_ps(DECAY_F32_Y_INF), _CMP_LE_OQ), nan);
+    r = _mm512_mask_add_ps(r, nan_in, y, s);
+    /* left to the element: strength * (1 + q) overflowing, or a subnormal m
+     * that a negative y scales up */
+    __mmask16 special = _mm512_fpclass_ps_mask(m, 0x99) & ~(nan_in | inf_s);
     special |= _mm512_mask_fpclass_ps_mask(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ),
-                                           m, 0x26);
+                                           m, 0x20);
     if (special) {
         float yb[16], sb[16], rb[16];
         _mm512_storeu_ps(yb, y);
@@ -278,6 +290,11 @@ DECAY512_INLINE __m512d decay512_exp_pd(__m512d y, __m512d s) {
     __m512d m = _mm512_fmadd_pd(q, s, s);
     __m512d r = _mm512_maskz_scalef_pd(fast, m, n);
     if (ENGRAM_LIKELY(fast == 0xFF)) return r;
+    /* NaN in, NaN out without the element path (missing values stay fast) */
+    __mmask8 nan_in = _mm512_cmp_pd_mask(y, s, _CMP_UNORD_Q);
+    r = _mm512_mask_add_pd(r, nan_in, y, s);
+    fast |= nan_in;
+    if (fast == 0xFF) return r;
     double yb[8], sb[8], rb[8];
     _mm512_storeu_pd(yb, y);
     _mm512_storeu_pd(sb, s);

@@ -36,6 +36,10 @@ const engram_spread_ops engram_spread_ops_neon = {
 #define DECAYN_AGE_BROADCAST 4
 #define DECAYN_INLINE static inline __attribute__((always_inline))
 
+DECAYN_INLINE uint64x2_t decayn_not_u64(uint64x2_t x) {
+    return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(x)));
+}
+
 /* u64 lanes to float32 with one correct rounding (round to odd at 53 bits
  * first: the double is then exact and 53 >= 24 + 2). */
 DECAYN_INLINE float64x2_t decayn_u64_to_f64_odd(uint64x2_t v) {
@@ -122,9 +126,20 @@ static __attribute__((noinline)) float32x4_t decayn_exp_f32_general(float32x4_t 
     float64x2_t e_hi = vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(vmovl_high_s32(n), bias), 52));
     float32x2_t r_lo = vcvt_f32_f64(vmulq_f64(vcvt_f64_f32(vget_low_f32(m)), e_lo));
     float32x4_t r = vcvt_high_f32_f64(r_lo, vmulq_f64(vcvt_high_f64_f32(m), e_hi));
-    /* inf, NaN; zero or subnormal m where a negative y scales it up */
-    uint32x4_t special = vmvnq_u32(vcaltq_f32(m, vdupq_n_f32(INFINITY)));
-    special = vorrq_u32(special, vandq_u32(vcaltq_f32(m, vdupq_n_f32(0x1p-126f)), vcltzq_f32(y)));
+    /* the float64 product's rules (engram_decay_exp_f32_lane), lane-wise */
+    const float32x4_t nan = vdupq_n_f32(NAN);
+    uint32x4_t nan_in = vmvnq_u32(vandq_u32(vceqq_f32(y, y), vceqq_f32(s, s)));
+    uint32x4_t inf_s = vceqq_f32(vabsq_f32(s), vdupq_n_f32(INFINITY));
+    uint32x4_t zero_s = vceqzq_f32(s);
+    r = vbslq_f32(inf_s, s, r);
+    r = vbslq_f32(vandq_u32(inf_s, vcgeq_f32(y, vdupq_n_f32(DECAY_F32_Y_ZERO))), nan, r);
+    r = vbslq_f32(vandq_u32(zero_s, vcleq_f32(y, vdupq_n_f32(DECAY_F32_Y_INF))), nan, r);
+    r = vbslq_f32(nan_in, vaddq_f32(y, s), r);
+    /* left to the element: strength * (1 + q) overflowing, or a subnormal m
+     * that a negative y scales up */
+    uint32x4_t special = vbicq_u32(vmvnq_u32(vcaltq_f32(m, vdupq_n_f32(INFINITY))), vorrq_u32(nan_in, inf_s));
+    uint32x4_t subnormal_m = vbicq_u32(vcaltq_f32(m, vdupq_n_f32(0x1p-126f)), zero_s);
+    special = vorrq_u32(special, vandq_u32(subnormal_m, vcltzq_f32(y)));
     if (vmaxvq_u32(special)) {
         float yb[4], sb[4], rb[4];
         uint32_t lanes[4];
@@ -218,6 +233,12 @@ DECAYN_INLINE float64x2_t decayn_exp_f64(float64x2_t y, float64x2_t s) {
     uint64_t lanes[2];
     vst1q_u64(lanes, fast);
     if (ENGRAM_LIKELY(lanes[0] && lanes[1])) return r;
+    /* NaN in, NaN out without the element path (missing values stay fast) */
+    uint64x2_t nan_in = decayn_not_u64(vandq_u64(vceqq_f64(y, y), vceqq_f64(s, s)));
+    r = vbslq_f64(nan_in, vaddq_f64(y, s), r);
+    fast = vorrq_u64(fast, nan_in);
+    vst1q_u64(lanes, fast);
+    if (lanes[0] && lanes[1]) return r;
     double yb[2], sb[2], rb[2];
     vst1q_f64(yb, y);
     vst1q_f64(sb, s);
