@@ -1,6 +1,6 @@
 /*
  * decay_internal.h -- constants of the decay kernel shared by decay.c and
- * the decay sections of the csrc/simd files, so every level evaluates exactly the
+ * the decay sections of the csrc/simd files, so every level evaluates the
  * same polynomials and takes the same lanes down the same paths.
  *
  * float32 exponential (bit-identical on every level)
@@ -13,12 +13,20 @@
  *   result = m * 2^n                          rounded once (subnormal results included)
  * The product with strength happens before the scaling, so the result is
  * within ~1.1 ulp of the float64 value strength * exp(-y) for every
- * strength, also where exp(-y) alone would be subnormal.
+ * strength, also where exp(-y) alone would be subnormal (measured: 1.02 ulp
+ * over every float32 y in [0, 104] with strength 1, 1.1 ulp with others).
+ * NaN, infinite strengths and the zeros and infinities of float64 exp
+ * follow the float64 product (engram_decay_exp_f32_lane).
  *
- * float32 power: evaluated in float64 (u = 1 + factor * age / stability,
- * exp(-power * log(u)), times strength) and rounded once to float32.
- * float64 exponential: the same scheme as float32 in float64 (degree-13
- * Taylor polynomial).  float64 power: the C library's pow.
+ * float32 power: in float64, rounded once to float32:
+ *   u = 1 + factor * (age / stability)        the float32 IEEE quotient when power <= 1
+ *                                             (costs <= power ulp), else a float64 one
+ *   u^-power = 1 / sqrt(u)                    power 0.5 (the FSRS curve)
+ *            = exp(-power * log(u))           otherwise (log and exp to ~2^-33)
+ * Within 0.5 + min(power, 1) + 0.1 ulp of the float64 evaluation.
+ *
+ * float64 exponential: the float32 scheme in float64 (degree-13 Taylor
+ * polynomial), within ~1.1 ulp.  float64 power: the C library's pow.
  */
 #ifndef ENGRAM_DECAY_INTERNAL_H
 #define ENGRAM_DECAY_INTERNAL_H
@@ -81,8 +89,8 @@
 /* exp(Y) is only needed down to Y = -700: below, strength * exp(Y) rounds to 0 in float32
  * for every float32 strength, and staying above keeps every double normal. */
 #define DECAY_POW_Y_MIN -700.0
-/* log(1 + f) = 2 atanh(s), s = f / (2 + f), |s| <= 0.1716: 2s (1 + s^2/3 + ... + s^10/11), error < 2^-35 */
+/* AVX2/NEON log(1 + f) = 2 atanh(s), s = f / (2 + f), |s| <= 0.1716:
+ * 2s (1 + s^2/3 + ... + s^10/11), error < 2^-35; then exp(w), |w| <= ln2/2, degree-9 Taylor */
 #define DECAY_POW_LOG_OFFSET 0x3fe6a09e667f3bcdull /* bits of sqrt(1/2): mantissa in [sqrt(1/2), sqrt(2)) */
-/* exp(w), |w| <= ln2/2, degree 10 Taylor: error < 2^-40 */
 
 #endif

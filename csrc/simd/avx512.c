@@ -153,7 +153,7 @@ DECAY512_INLINE __mmask16 decay512_exp_fast(__m512 y, __m512 s) {
         _mm512_set1_epi32((int)DECAY_F32_FAST_S_SPAN_BITS), _MM_CMPINT_LT);
 }
 
-/* strength * exp(-y) for the fast lanes; *all_fast: whether that is every lane. */
+/* strength * exp(-y) in the fast lanes (0 elsewhere). */
 DECAY512_INLINE __m512 decay512_exp_ps(__m512 y, __m512 s, __mmask16 fast) {
     __m512 n, m = decay512_exp_core_ps(y, s, &n);
     /* masked: lanes off the fast path must not reach the scaling (subnormal assists) */
