@@ -75,6 +75,12 @@ static inline double mul_add_f64(double a, double b, double c) {
 #endif
 }
 
+static inline uint32_t bits_f32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
 float engram_decay_exp_f32_lane(float y, float s) {
     /* the float64 product's own rules: NaN in, NaN out; inf * exp(-y) is NaN
      * where exp(-y) is 0 in float64; 0 * exp(-y) is NaN where it is inf */
@@ -82,6 +88,8 @@ float engram_decay_exp_f32_lane(float y, float s) {
     if (isinf(s)) return y >= DECAY_F32_Y_ZERO ? NAN : s;
     if (s == 0.0f && y <= DECAY_F32_Y_INF) return NAN;
     float yc = y < DECAY_F32_Y_MIN ? DECAY_F32_Y_MIN : y > DECAY_F32_Y_MAX ? DECAY_F32_Y_MAX : y;
+    /* exp(-y) rounds the same for |y| < 2^-30 as for 0: no subnormal y reaches an FMA */
+    if (fabsf(yc) < DECAY_F32_Y_TINY) yc = copysignf(0.0f, yc);
     float k = fma_f32(-yc, DECAY_F32_LOG2E, DECAY_F32_SHIFTER);
     float n = k - DECAY_F32_SHIFTER;
     float w = fma_f32(n, DECAY_F32_LN2_HI, yc);
@@ -92,17 +100,21 @@ float engram_decay_exp_f32_lane(float y, float s) {
     t = fma_f32(t, w, DECAY_F32_T1);
     t = fma_f32(t, w, DECAY_F32_T0);
     float q = fma_f32(t, w2, -w);
-    float m = copysignf(fma_f32(q, s, s), s); /* 0 * (1 + q) keeps strength's sign */
     int ni = (int)n;
-    if (isfinite(m) && !(y < 0.0f && fabsf(m) < 0x1p-126f)) {
-        /* m * 2^n is exact in double; converting rounds it once, subnormals included */
-        int nc = ni < -(int)DECAY_F32_N_LIMIT ? -(int)DECAY_F32_N_LIMIT
-                 : ni > (int)DECAY_F32_N_LIMIT ? (int)DECAY_F32_N_LIMIT : ni;
-        return (float)((double)m * pow2_f64(nc));
+    uint32_t yb = bits_f32(y), sb = bits_f32(s);
+    if (yb <= DECAY_F32_FAST_Y_MAX_BITS && sb - DECAY_F32_FAST_S_MIN_BITS < DECAY_F32_FAST_S_SPAN_BITS) {
+        /* the vector fast path: strength (1 + q) rounded to float32, scaled exactly */
+        float m = fma_f32(q, s, s);
+        return m * (float)pow2_f64(ni);
     }
-    /* strength * (1 + q) overflowing, or a subnormal m that a negative y
-     * would scale up: the float64 value, exact */
-    return (float)((double)s * ldexp(1.0 + (double)q, ni));
+    /* elsewhere strength (1 + q) in float64 (s q is exact there, so the sum
+     * rounds once without FMA), scaled exactly and rounded to float32 once:
+     * subnormal results, and no subnormal operand anywhere */
+    double m = (double)s * (double)q + (double)s;
+    m = copysign(m, (double)s); /* 0 * (1 + q) keeps strength's sign */
+    int nc = ni < -(int)DECAY_F32_N_LIMIT ? -(int)DECAY_F32_N_LIMIT
+             : ni > (int)DECAY_F32_N_LIMIT ? (int)DECAY_F32_N_LIMIT : ni;
+    return (float)(m * pow2_f64(nc));
 }
 
 double engram_decay_exp_f64_lane(double y, double s) {
@@ -139,10 +151,16 @@ float engram_decay_power_f32_lane(float age, float stability, float s, double po
     return (float)((double)s * pow(u, -power));
 }
 
+/* strength * u^-0.5 as strength / sqrt(u): two correctly rounded operations;
+ * pow's own value where they differ, (-inf)^-0.5 = +0. */
+static inline double inv_sqrt_times(double s, double u) {
+    return u == -INFINITY ? s * 0.0 : s / sqrt(u);
+}
+
 double engram_decay_power_f64_lane(double age, double stability, double s, double power,
                                    double factor) {
     double u = 1.0 + factor * age / stability;
-    return power == 0.5 ? s / sqrt(u) : s * pow(u, -power);
+    return power == 0.5 ? inv_sqrt_times(s, u) : s * pow(u, -power);
 }
 
 /* ------------------------------------------------------------------ */
@@ -200,21 +218,22 @@ static void exp_f64_scalar(const engram_decay_params *p, const engram_decay_bloc
 /*
  * float64 power on every level: the C library's pow is within an ulp, a
  * vector version would need a double-double logarithm to match it.  Power
- * 0.5 (the FSRS curve) is strength / sqrt(u): two correctly rounded
- * operations (within ~1 ulp) that the compiler vectorises.
+ * 0.5 (the FSRS curve) is strength / sqrt(u), within ~1 ulp, which the
+ * compiler vectorises.
  */
 void engram_decay_power_f64_generic(const engram_decay_params *p, const engram_decay_block *b) {
     double *out = b->out;
     const double *s = b->strength, *S = b->stability;
     if (p->power == 0.5 && p->age_type == ENGRAM_DECAY_F64 && b->age && S) {
         const double *a = b->age;
-        for (size_t i = 0; i < b->n; i++) out[i] = s[i] / sqrt(1.0 + p->factor * a[i] / S[i]);
+        for (size_t i = 0; i < b->n; i++)
+            out[i] = inv_sqrt_times(s[i], 1.0 + p->factor * a[i] / S[i]);
         return;
     }
     if (p->power == 0.5) {
         for (size_t i = 0; i < b->n; i++)
-            out[i] = s[i] / sqrt(1.0 + p->factor * age_as_f64(p, b->age, i) /
-                                           (S ? S[i] : p->stability_f64));
+            out[i] = inv_sqrt_times(s[i], 1.0 + p->factor * age_as_f64(p, b->age, i) /
+                                                    (S ? S[i] : p->stability_f64));
         return;
     }
     for (size_t i = 0; i < b->n; i++)

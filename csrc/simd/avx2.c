@@ -122,8 +122,8 @@ DECAY2_INLINE __m256d decay2_ages_pd(const void *age, size_t i, int type, double
 
 /* ---- float32 exponential ---- */
 
-/* m = strength * exp(-w); *k_out holds n in its low mantissa bits. */
-DECAY2_INLINE __m256 decay2_exp_core_ps(__m256 y, __m256 s, __m256 *k_out) {
+/* q = exp(-w) - 1; *k_out holds n in its low mantissa bits. */
+DECAY2_INLINE __m256 decay2_exp_q_ps(__m256 y, __m256 *k_out) {
     const __m256 shifter = _mm256_set1_ps(DECAY_F32_SHIFTER);
     __m256 k = _mm256_fnmadd_ps(y, _mm256_set1_ps(DECAY_F32_LOG2E), shifter);
     __m256 n = _mm256_sub_ps(k, shifter);
@@ -134,33 +134,44 @@ DECAY2_INLINE __m256 decay2_exp_core_ps(__m256 y, __m256 s, __m256 *k_out) {
     t = _mm256_fmadd_ps(t, w, _mm256_set1_ps(DECAY_F32_T2));
     t = _mm256_fmadd_ps(t, w, _mm256_set1_ps(DECAY_F32_T1));
     t = _mm256_fmadd_ps(t, w, _mm256_set1_ps(DECAY_F32_T0));
-    __m256 q = _mm256_fmsub_ps(t, w2, w);
     *k_out = k;
-    return _mm256_fmadd_ps(q, s, s);
+    return _mm256_fmsub_ps(t, w2, w);
 }
 
-/* m * 2^n rounded once through float64, for 4 lanes. */
-DECAY2_INLINE __m128 decay2_scale_via_pd(__m128 m, __m128i n) {
+/* strength (1 + q) 2^n for 4 lanes, formed in float64 and rounded once. */
+DECAY2_INLINE __m128 decay2_scale_pd(__m128 q, __m128 s, __m128i n) {
+    __m256d sd = _mm256_cvtps_pd(s); /* conversions take subnormals without an assist */
+    __m256d m = _mm256_fmadd_pd(_mm256_cvtps_pd(q), sd, sd); /* s q is exact: one rounding */
+    m = _mm256_or_pd(m, _mm256_and_pd(sd, _mm256_set1_pd(-0.0))); /* 0 (1 + q) keeps the sign */
     __m256i e = _mm256_slli_epi64(
         _mm256_add_epi64(_mm256_cvtepi32_epi64(n), _mm256_set1_epi64x(1023)), 52);
-    return _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(m), _mm256_castsi256_pd(e)));
+    return _mm256_cvtpd_ps(_mm256_mul_pd(m, _mm256_castsi256_pd(e)));
 }
 
+/*
+ * Lanes off the fast path: strength (1 + q) in float64, scaled exactly and
+ * rounded once, so no float32 operation meets a subnormal (a microcode
+ * assist of ~150 cycles on x86); then the float64 product's rules for NaN
+ * and infinities.  Every lane is finished here, none goes scalar.
+ */
 static __attribute__((noinline)) __m256 decay2_exp_ps_general(__m256 y, __m256 s) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 yc = _mm256_max_ps(_mm256_set1_ps(DECAY_F32_Y_MIN),
                               _mm256_min_ps(_mm256_set1_ps(DECAY_F32_Y_MAX), y));
-    __m256 k, m = decay2_exp_core_ps(yc, s, &k);
-    /* strength 0 times (1 + q) keeps strength's sign (m has it otherwise) */
-    m = _mm256_or_ps(m, _mm256_and_ps(s, _mm256_set1_ps(-0.0f)));
+    __m256 tiny = _mm256_cmp_ps(_mm256_and_ps(yc, abs_mask), _mm256_set1_ps(DECAY_F32_Y_TINY),
+                                _CMP_LT_OQ);
+    yc = _mm256_blendv_ps(yc, _mm256_andnot_ps(abs_mask, yc), tiny);
+    __m256 k, q = decay2_exp_q_ps(yc, &k);
     const int limit = (int)DECAY_F32_N_LIMIT;
     __m256i n = _mm256_sub_epi32(_mm256_castps_si256(k),
                                  _mm256_castps_si256(_mm256_set1_ps(DECAY_F32_SHIFTER)));
     n = _mm256_max_epi32(_mm256_set1_epi32(-limit), _mm256_min_epi32(_mm256_set1_epi32(limit), n));
     __m256 r = _mm256_set_m128(
-        decay2_scale_via_pd(_mm256_extractf128_ps(m, 1), _mm256_extracti128_si256(n, 1)),
-        decay2_scale_via_pd(_mm256_castps256_ps128(m), _mm256_castsi256_si128(n)));
+        decay2_scale_pd(_mm256_extractf128_ps(q, 1), _mm256_extractf128_ps(s, 1),
+                        _mm256_extracti128_si256(n, 1)),
+        decay2_scale_pd(_mm256_castps256_ps128(q), _mm256_castps256_ps128(s),
+                        _mm256_castsi256_si128(n)));
     /* the float64 product's rules (engram_decay_exp_f32_lane), lane-wise */
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 nan = _mm256_set1_ps(NAN);
     __m256 nan_in = _mm256_cmp_ps(y, s, _CMP_UNORD_Q);
     __m256 inf_s = _mm256_cmp_ps(_mm256_and_ps(s, abs_mask), _mm256_set1_ps(INFINITY), _CMP_EQ_OQ);
@@ -168,25 +179,7 @@ static __attribute__((noinline)) __m256 decay2_exp_ps_general(__m256 y, __m256 s
     r = _mm256_blendv_ps(r, s, inf_s);
     r = _mm256_blendv_ps(r, nan, _mm256_and_ps(inf_s, _mm256_cmp_ps(y, _mm256_set1_ps(DECAY_F32_Y_ZERO), _CMP_GE_OQ)));
     r = _mm256_blendv_ps(r, nan, _mm256_and_ps(zero_s, _mm256_cmp_ps(y, _mm256_set1_ps(DECAY_F32_Y_INF), _CMP_LE_OQ)));
-    r = _mm256_blendv_ps(r, _mm256_add_ps(y, s), nan_in);
-    /* left to the element: strength * (1 + q) overflowing, or a subnormal m
-     * that a negative y scales up */
-    __m256 abs_m = _mm256_and_ps(m, abs_mask);
-    __m256 special = _mm256_andnot_ps(_mm256_or_ps(nan_in, inf_s),
-                                      _mm256_cmp_ps(abs_m, _mm256_set1_ps(INFINITY), _CMP_NLT_UQ));
-    __m256 subnormal_m = _mm256_andnot_ps(zero_s, _mm256_cmp_ps(abs_m, _mm256_set1_ps(0x1p-126f), _CMP_LT_OQ));
-    special = _mm256_or_ps(special, _mm256_and_ps(subnormal_m, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ)));
-    int lanes = _mm256_movemask_ps(special);
-    if (lanes) {
-        float yb[8], sb[8], rb[8];
-        _mm256_storeu_ps(yb, y);
-        _mm256_storeu_ps(sb, s);
-        _mm256_storeu_ps(rb, r);
-        for (int l = 0; l < 8; l++)
-            if (lanes >> l & 1) rb[l] = engram_decay_exp_f32_lane(yb[l], sb[l]);
-        r = _mm256_loadu_ps(rb);
-    }
-    return r;
+    return _mm256_blendv_ps(r, _mm256_add_ps(y, s), nan_in);
 }
 
 /* x <= limit as unsigned 32-bit lanes */
@@ -203,7 +196,8 @@ DECAY2_INLINE __m256 decay2_exp_ps(__m256 y, __m256 s) {
                               _mm256_set1_epi32((int)DECAY_F32_FAST_S_SPAN_BITS - 1)));
     if (ENGRAM_UNLIKELY(_mm256_movemask_ps(_mm256_castsi256_ps(fast)) != 0xFF))
         return decay2_exp_ps_general(y, s);
-    __m256 k, m = decay2_exp_core_ps(y, s, &k);
+    __m256 k, q = decay2_exp_q_ps(y, &k);
+    __m256 m = _mm256_fmadd_ps(q, s, s);
     /* fast lanes: n in [-110, 0], 2^n a normal float built in the exponent field */
     __m256i pow2 = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(k), 23),
                                     _mm256_set1_epi32(0x3f800000));

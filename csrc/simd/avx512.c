@@ -78,8 +78,8 @@ DECAY512_INLINE __m512d decay512_ages_pd(const void *age, size_t i, int type, do
 
 /* ---- float32 exponential ---- */
 
-/* m = strength * exp(-w) and n of the reduction y = w - n ln2 (decay_internal.h). */
-DECAY512_INLINE __m512 decay512_exp_core_ps(__m512 y, __m512 s, __m512 *n_out) {
+/* q = exp(-w) - 1 and n of the reduction y = w - n ln2 (decay_internal.h). */
+DECAY512_INLINE __m512 decay512_exp_q_ps(__m512 y, __m512 *n_out) {
     const __m512 shifter = _mm512_set1_ps(DECAY_F32_SHIFTER);
     __m512 k = _mm512_fnmadd_ps(y, _mm512_set1_ps(DECAY_F32_LOG2E), shifter);
     __m512 n = _mm512_sub_ps(k, shifter);
@@ -90,30 +90,38 @@ DECAY512_INLINE __m512 decay512_exp_core_ps(__m512 y, __m512 s, __m512 *n_out) {
     t = _mm512_fmadd_ps(t, w, _mm512_set1_ps(DECAY_F32_T2));
     t = _mm512_fmadd_ps(t, w, _mm512_set1_ps(DECAY_F32_T1));
     t = _mm512_fmadd_ps(t, w, _mm512_set1_ps(DECAY_F32_T0));
-    __m512 q = _mm512_fmsub_ps(t, w2, w);
     *n_out = n;
-    return _mm512_fmadd_ps(q, s, s);
+    return _mm512_fmsub_ps(t, w2, w);
+}
+
+/* strength (1 + q) 2^n for 8 lanes, formed in float64 and rounded once. */
+DECAY512_INLINE __m256 decay512_scale_pd(__m256 q, __m256 s, __m256 n) {
+    __m512d sd = _mm512_cvtps_pd(s); /* conversions take subnormals without an assist */
+    __m512d m = _mm512_fmadd_pd(_mm512_cvtps_pd(q), sd, sd); /* s q is exact: one rounding */
+    m = _mm512_or_pd(m, _mm512_and_pd(sd, _mm512_set1_pd(-0.0))); /* 0 (1 + q) keeps the sign */
+    return _mm512_cvtpd_ps(_mm512_scalef_pd(m, _mm512_cvtps_pd(n)));
 }
 
 /*
- * Lanes off the fast path: m * 2^n rounded once through float64 (no
- * subnormal ever reaches a float32 multiply, whose microcode assist costs
- * ~150 cycles), and the element spec for infinities and NaN.
+ * Lanes off the fast path: strength (1 + q) in float64, scaled exactly and
+ * rounded once, so no float32 operation meets a subnormal (a microcode
+ * assist of ~150 cycles on x86); then the float64 product's rules for NaN
+ * and infinities.  Every lane is finished here, none goes scalar.
  */
 static __attribute__((noinline)) __m512 decay512_exp_ps_general(__m512 y, __m512 s) {
     __m512 yc = _mm512_max_ps(_mm512_set1_ps(DECAY_F32_Y_MIN),
                               _mm512_min_ps(_mm512_set1_ps(DECAY_F32_Y_MAX), y));
-    __m512 n, m = decay512_exp_core_ps(yc, s, &n);
-    /* strength 0 times (1 + q) keeps strength's sign (m has it otherwise) */
-    m = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(m), _mm512_castps_si512(s),
-                                                      _mm512_set1_epi32((int)0x80000000), 0xF8));
-    __m512 nc = _mm512_max_ps(_mm512_set1_ps(-DECAY_F32_N_LIMIT),
-                              _mm512_min_ps(_mm512_set1_ps(DECAY_F32_N_LIMIT), n));
-    __m512d lo = _mm512_scalef_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(m)),
-                                  _mm512_cvtps_pd(_mm512_castps512_ps256(nc)));
-    __m512d hi = _mm512_scalef_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(m, 1)),
-                                  _mm512_cvtps_pd(_mm512_extractf32x8_ps(nc, 1)));
-    __m512 r = decay512_join_ps(_mm512_cvtpd_ps(lo), _mm512_cvtpd_ps(hi));
+    __mmask16 tiny = _mm512_cmp_ps_mask(_mm512_abs_ps(yc), _mm512_set1_ps(DECAY_F32_Y_TINY),
+                                        _CMP_LT_OQ);
+    yc = _mm512_mask_and_ps(yc, tiny, yc, _mm512_set1_ps(-0.0f));
+    __m512 n, q = decay512_exp_q_ps(yc, &n);
+    n = _mm512_max_ps(_mm512_set1_ps(-DECAY_F32_N_LIMIT),
+                      _mm512_min_ps(_mm512_set1_ps(DECAY_F32_N_LIMIT), n));
+    __m512 r = decay512_join_ps(
+        decay512_scale_pd(_mm512_castps512_ps256(q), _mm512_castps512_ps256(s),
+                          _mm512_castps512_ps256(n)),
+        decay512_scale_pd(_mm512_extractf32x8_ps(q, 1), _mm512_extractf32x8_ps(s, 1),
+                          _mm512_extractf32x8_ps(n, 1)));
     /* the float64 product's rules (engram_decay_exp_f32_lane), lane-wise */
     const __m512 nan = _mm512_set1_ps(NAN);
     __mmask16 nan_in = _mm512_cmp_ps_mask(y, s, _CMP_UNORD_Q);
@@ -124,22 +132,7 @@ static __attribute__((noinline)) __m512 decay512_exp_ps_general(__m512 y, __m512
         r, _mm512_mask_cmp_ps_mask(inf_s, y, _mm512_set1_ps(DECAY_F32_Y_ZERO), _CMP_GE_OQ), nan);
     r = _mm512_mask_mov_ps(
         r, _mm512_mask_cmp_ps_mask(zero_s, y, _mm512_set1_ps(DECAY_F32_Y_INF), _CMP_LE_OQ), nan);
-    r = _mm512_mask_add_ps(r, nan_in, y, s);
-    /* left to the element: strength * (1 + q) overflowing, or a subnormal m
-     * that a negative y scales up */
-    __mmask16 special = _mm512_fpclass_ps_mask(m, 0x99) & ~(nan_in | inf_s);
-    special |= _mm512_mask_fpclass_ps_mask(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ),
-                                           m, 0x20);
-    if (special) {
-        float yb[16], sb[16], rb[16];
-        _mm512_storeu_ps(yb, y);
-        _mm512_storeu_ps(sb, s);
-        _mm512_storeu_ps(rb, r);
-        for (int l = 0; l < 16; l++)
-            if (special >> l & 1) rb[l] = engram_decay_exp_f32_lane(yb[l], sb[l]);
-        r = _mm512_loadu_ps(rb);
-    }
-    return r;
+    return _mm512_mask_add_ps(r, nan_in, y, s);
 }
 
 /* Lanes with 0 <= y <= 76 and 2^-16 <= s <= 2^100 (tested on the bit patterns). */
@@ -155,9 +148,10 @@ DECAY512_INLINE __mmask16 decay512_exp_fast(__m512 y, __m512 s) {
 
 /* strength * exp(-y) in the fast lanes (0 elsewhere). */
 DECAY512_INLINE __m512 decay512_exp_ps(__m512 y, __m512 s, __mmask16 fast) {
-    __m512 n, m = decay512_exp_core_ps(y, s, &n);
-    /* masked: lanes off the fast path must not reach the scaling (subnormal assists) */
-    return _mm512_maskz_scalef_ps(fast, m, n);
+    __m512 n, q = decay512_exp_q_ps(y, &n);
+    /* masked: lanes off the fast path (a subnormal strength, an underflowing
+     * result) must not reach the product or the scaling (subnormal assists) */
+    return _mm512_maskz_scalef_ps(fast, _mm512_maskz_fmadd_ps(fast, q, s, s), n);
 }
 
 /* Index of the first invalid element of [i, i + 16), or 16. */

@@ -95,7 +95,8 @@ DECAYN_INLINE float64x2_t decayn_ages_f64(const void *age, size_t i, int type, d
 
 /* ---- float32 exponential ---- */
 
-DECAYN_INLINE float32x4_t decayn_exp_core_f32(float32x4_t y, float32x4_t s, float32x4_t *k_out) {
+/* q = exp(-w) - 1; *k_out holds n in its low mantissa bits. */
+DECAYN_INLINE float32x4_t decayn_exp_q_f32(float32x4_t y, float32x4_t *k_out) {
     const float32x4_t shifter = vdupq_n_f32(DECAY_F32_SHIFTER);
     float32x4_t k = vfmsq_f32(shifter, y, vdupq_n_f32(DECAY_F32_LOG2E));
     float32x4_t n = vsubq_f32(k, shifter);
@@ -106,26 +107,36 @@ DECAYN_INLINE float32x4_t decayn_exp_core_f32(float32x4_t y, float32x4_t s, floa
     t = vfmaq_f32(vdupq_n_f32(DECAY_F32_T2), t, w);
     t = vfmaq_f32(vdupq_n_f32(DECAY_F32_T1), t, w);
     t = vfmaq_f32(vdupq_n_f32(DECAY_F32_T0), t, w);
-    float32x4_t q = vfmaq_f32(vnegq_f32(w), t, w2);
     *k_out = k;
-    return vfmaq_f32(s, q, s);
+    return vfmaq_f32(vnegq_f32(w), t, w2);
 }
 
+/* strength (1 + q) 2^n for 2 lanes, formed in float64 and rounded once. */
+DECAYN_INLINE float64x2_t decayn_scale_f64(float64x2_t q, float64x2_t s, int64x2_t n) {
+    float64x2_t m = vfmaq_f64(s, q, s); /* s q is exact: one rounding */
+    m = vreinterpretq_f64_u64(vorrq_u64(vreinterpretq_u64_f64(m),
+                                        vandq_u64(vreinterpretq_u64_f64(s), vdupq_n_u64(0x8000000000000000ull))));
+    float64x2_t e = vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(n, vdupq_n_s64(1023)), 52));
+    return vmulq_f64(m, e);
+}
+
+/*
+ * Lanes off the fast path: strength (1 + q) in float64, scaled exactly and
+ * rounded once (the same lanes and operations as the x86 levels); then the
+ * float64 product's rules for NaN and infinities.  No lane goes scalar.
+ */
 static __attribute__((noinline)) float32x4_t decayn_exp_f32_general(float32x4_t y, float32x4_t s) {
     float32x4_t yc = vmaxq_f32(vdupq_n_f32(DECAY_F32_Y_MIN), vminq_f32(vdupq_n_f32(DECAY_F32_Y_MAX), y));
-    float32x4_t k, m = decayn_exp_core_f32(yc, s, &k);
-    /* strength 0 times (1 + q) keeps strength's sign (m has it otherwise) */
-    m = vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(m),
-                                        vandq_u32(vreinterpretq_u32_f32(s), vdupq_n_u32(0x80000000u))));
+    uint32x4_t tiny = vcaltq_f32(yc, vdupq_n_f32(DECAY_F32_Y_TINY));
+    yc = vbslq_f32(tiny, vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(yc), vdupq_n_u32(0x80000000u))), yc);
+    float32x4_t k, q = decayn_exp_q_f32(yc, &k);
     const int32_t limit = (int32_t)DECAY_F32_N_LIMIT;
     int32x4_t n = vsubq_s32(vreinterpretq_s32_f32(k), vreinterpretq_s32_f32(vdupq_n_f32(DECAY_F32_SHIFTER)));
     n = vmaxq_s32(vdupq_n_s32(-limit), vminq_s32(vdupq_n_s32(limit), n));
-    /* m * 2^n rounded once through float64 */
-    const int64x2_t bias = vdupq_n_s64(1023);
-    float64x2_t e_lo = vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(vmovl_s32(vget_low_s32(n)), bias), 52));
-    float64x2_t e_hi = vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(vmovl_high_s32(n), bias), 52));
-    float32x2_t r_lo = vcvt_f32_f64(vmulq_f64(vcvt_f64_f32(vget_low_f32(m)), e_lo));
-    float32x4_t r = vcvt_high_f32_f64(r_lo, vmulq_f64(vcvt_high_f64_f32(m), e_hi));
+    float64x2_t lo = decayn_scale_f64(vcvt_f64_f32(vget_low_f32(q)), vcvt_f64_f32(vget_low_f32(s)),
+                                      vmovl_s32(vget_low_s32(n)));
+    float64x2_t hi = decayn_scale_f64(vcvt_high_f64_f32(q), vcvt_high_f64_f32(s), vmovl_high_s32(n));
+    float32x4_t r = vcvt_high_f32_f64(vcvt_f32_f64(lo), hi);
     /* the float64 product's rules (engram_decay_exp_f32_lane), lane-wise */
     const float32x4_t nan = vdupq_n_f32(NAN);
     uint32x4_t nan_in = vmvnq_u32(vandq_u32(vceqq_f32(y, y), vceqq_f32(s, s)));
@@ -134,24 +145,7 @@ static __attribute__((noinline)) float32x4_t decayn_exp_f32_general(float32x4_t 
     r = vbslq_f32(inf_s, s, r);
     r = vbslq_f32(vandq_u32(inf_s, vcgeq_f32(y, vdupq_n_f32(DECAY_F32_Y_ZERO))), nan, r);
     r = vbslq_f32(vandq_u32(zero_s, vcleq_f32(y, vdupq_n_f32(DECAY_F32_Y_INF))), nan, r);
-    r = vbslq_f32(nan_in, vaddq_f32(y, s), r);
-    /* left to the element: strength * (1 + q) overflowing, or a subnormal m
-     * that a negative y scales up */
-    uint32x4_t special = vbicq_u32(vmvnq_u32(vcaltq_f32(m, vdupq_n_f32(INFINITY))), vorrq_u32(nan_in, inf_s));
-    uint32x4_t subnormal_m = vbicq_u32(vcaltq_f32(m, vdupq_n_f32(0x1p-126f)), zero_s);
-    special = vorrq_u32(special, vandq_u32(subnormal_m, vcltzq_f32(y)));
-    if (vmaxvq_u32(special)) {
-        float yb[4], sb[4], rb[4];
-        uint32_t lanes[4];
-        vst1q_f32(yb, y);
-        vst1q_f32(sb, s);
-        vst1q_f32(rb, r);
-        vst1q_u32(lanes, special);
-        for (int l = 0; l < 4; l++)
-            if (lanes[l]) rb[l] = engram_decay_exp_f32_lane(yb[l], sb[l]);
-        r = vld1q_f32(rb);
-    }
-    return r;
+    return vbslq_f32(nan_in, vaddq_f32(y, s), r);
 }
 
 DECAYN_INLINE float32x4_t decayn_exp_f32(float32x4_t y, float32x4_t s) {
@@ -159,7 +153,8 @@ DECAYN_INLINE float32x4_t decayn_exp_f32(float32x4_t y, float32x4_t s) {
     fast = vandq_u32(fast, vcltq_u32(vsubq_u32(vreinterpretq_u32_f32(s), vdupq_n_u32(DECAY_F32_FAST_S_MIN_BITS)),
                                      vdupq_n_u32(DECAY_F32_FAST_S_SPAN_BITS)));
     if (ENGRAM_UNLIKELY(vminvq_u32(fast) == 0)) return decayn_exp_f32_general(y, s);
-    float32x4_t k, m = decayn_exp_core_f32(y, s, &k);
+    float32x4_t k, q = decayn_exp_q_f32(y, &k);
+    float32x4_t m = vfmaq_f32(s, q, s);
     uint32x4_t pow2 = vaddq_u32(vshlq_n_u32(vreinterpretq_u32_f32(k), 23), vdupq_n_u32(0x3f800000));
     return vmulq_f32(m, vreinterpretq_f32_u32(pow2));
 }
