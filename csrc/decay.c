@@ -242,19 +242,56 @@ void engram_decay_power_f64_generic(const engram_decay_params *p, const engram_d
                                              p->factor);
 }
 
+/* Validation looks for the index only inside a stretch that has an invalid element. */
+#define SCAN_STRETCH 256
+
+/* Whether [lo, hi) of a block holds an invalid element: OR-reductions the compiler vectorises. */
+static int block_has_invalid(const engram_decay_params *p, const engram_decay_block *b,
+                             size_t lo, size_t hi) {
+    int any = 0;
+    const float *S = b->stability;
+    if (S)
+        for (size_t i = lo; i < hi; i++) any |= !(S[i] > 0.0f);
+    if (b->age) {
+        switch (p->age_type) {
+            case ENGRAM_DECAY_F32: {
+                const float *a = b->age;
+                for (size_t i = lo; i < hi; i++) any |= !(a[i] >= 0.0f);
+                break;
+            }
+            case ENGRAM_DECAY_F64: {
+                const double *a = b->age;
+                for (size_t i = lo; i < hi; i++) any |= !(a[i] >= 0.0);
+                break;
+            }
+            case ENGRAM_DECAY_I64: {
+                const int64_t *a = b->age;
+                for (size_t i = lo; i < hi; i++) any |= a[i] < 0;
+                break;
+            }
+            default: break;
+        }
+    }
+    return any;
+}
+
 size_t engram_decay_first_invalid_block(const engram_decay_params *p, const engram_decay_block *b) {
     const float *S = b->stability;
-    for (size_t i = 0; i < b->n; i++) {
-        int bad = S && !(S[i] > 0.0f);
-        if (b->age) {
-            switch (p->age_type) {
-                case ENGRAM_DECAY_F32: bad |= !(((const float *)b->age)[i] >= 0.0f); break;
-                case ENGRAM_DECAY_F64: bad |= !(((const double *)b->age)[i] >= 0.0); break;
-                case ENGRAM_DECAY_I64: bad |= ((const int64_t *)b->age)[i] < 0; break;
-                default: break;
+    for (size_t lo = 0; lo < b->n; lo += SCAN_STRETCH) {
+        size_t hi = b->n - lo < SCAN_STRETCH ? b->n : lo + SCAN_STRETCH;
+        if (!block_has_invalid(p, b, lo, hi)) continue;
+        for (size_t i = lo; i < hi; i++) {
+            int bad = S && !(S[i] > 0.0f);
+            if (b->age) {
+                switch (p->age_type) {
+                    case ENGRAM_DECAY_F32: bad |= !(((const float *)b->age)[i] >= 0.0f); break;
+                    case ENGRAM_DECAY_F64: bad |= !(((const double *)b->age)[i] >= 0.0); break;
+                    case ENGRAM_DECAY_I64: bad |= ((const int64_t *)b->age)[i] < 0; break;
+                    default: break;
+                }
             }
+            if (bad) return i;
         }
-        if (bad) return i;
     }
     return b->n;
 }
@@ -336,7 +373,6 @@ static inline int stability_invalid(engram_decay_type type, const void *x) {
  * compiler vectorises that) and look for the index only in a stretch that
  * has one.
  */
-#define SCAN_STRETCH 256
 #define DEFINE_SCAN(name, T, bad)                                                   \
     static size_t name(const T *x, size_t lo, size_t hi) {                         \
         for (size_t i = lo; i < hi; i += SCAN_STRETCH) {                           \

@@ -187,15 +187,18 @@ DECAY2_INLINE __m256i decay2_le_epu32(__m256i x, __m256i limit) {
     return _mm256_cmpeq_epi32(_mm256_min_epu32(x, limit), x);
 }
 
-DECAY2_INLINE __m256 decay2_exp_ps(__m256 y, __m256 s) {
+/* All-ones lanes with 0 <= y <= 76 and 2^-16 <= s <= 2^100 (tested on the bit patterns). */
+DECAY2_INLINE __m256i decay2_exp_fast(__m256 y, __m256 s) {
     __m256i fast = decay2_le_epu32(_mm256_castps_si256(y),
                                    _mm256_set1_epi32((int)DECAY_F32_FAST_Y_MAX_BITS));
-    fast = _mm256_and_si256(
+    return _mm256_and_si256(
         fast, decay2_le_epu32(_mm256_sub_epi32(_mm256_castps_si256(s),
                                                _mm256_set1_epi32((int)DECAY_F32_FAST_S_MIN_BITS)),
                               _mm256_set1_epi32((int)DECAY_F32_FAST_S_SPAN_BITS - 1)));
-    if (ENGRAM_UNLIKELY(_mm256_movemask_ps(_mm256_castsi256_ps(fast)) != 0xFF))
-        return decay2_exp_ps_general(y, s);
+}
+
+/* strength * exp(-y) when every lane is fast. */
+DECAY2_INLINE __m256 decay2_exp_ps_fast(__m256 y, __m256 s) {
     __m256 k, q = decay2_exp_q_ps(y, &k);
     __m256 m = _mm256_fmadd_ps(q, s, s);
     /* fast lanes: n in [-110, 0], 2^n a normal float built in the exponent field */
@@ -204,16 +207,51 @@ DECAY2_INLINE __m256 decay2_exp_ps(__m256 y, __m256 s) {
     return _mm256_mul_ps(m, _mm256_castsi256_ps(pow2));
 }
 
-DECAY2_INLINE void decay2_exp_f32_body(const engram_decay_params *p, const engram_decay_block *b,
-                                       int age_type, int stability_broadcast) {
+/* Index of the first invalid element of [i, i + 8), or 8. */
+static __attribute__((noinline)) size_t decay2_first_invalid_lane(const engram_decay_params *p,
+                                                                  const engram_decay_block *b,
+                                                                  size_t i) {
+    size_t es = p->age_type == ENGRAM_DECAY_F32 ? 4 : 8;
+    engram_decay_block lanes = {8, NULL, NULL, b->age ? (const char *)b->age + i * es : NULL,
+                                b->stability ? (const float *)b->stability + i : NULL};
+    return engram_decay_first_invalid_block(p, &lanes);
+}
+
+/*
+ * checking: validate as well (fresh output only).  A fast lane has
+ * 0 <= y = age / stability and, tested here, stability > 0, so its age is
+ * >= +0 as given; any other lane sends the vector to a scalar check of the
+ * values as given before the general path.
+ */
+DECAY2_INLINE size_t decay2_exp_f32_body(const engram_decay_params *p, const engram_decay_block *b,
+                                         int age_type, int stability_broadcast, int checking) {
+    const size_t n = b->n;
     float *out = b->out;
     const float *str = b->strength, *stab = b->stability;
+    const void *age = b->age;
     const __m256 stab_b = _mm256_set1_ps(p->stability_f32);
-    for (size_t i = 0; i < b->n; i += 8) {
-        __m256 a = decay2_ages_ps(b->age, i, age_type, p->age_f32);
+    const float age_b = p->age_f32;
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 a = decay2_ages_ps(age, i, age_type, age_b);
         __m256 S = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
-        _mm256_storeu_ps(out + i, decay2_exp_ps(_mm256_div_ps(a, S), _mm256_loadu_ps(str + i)));
+        __m256 y = _mm256_div_ps(a, S), s = _mm256_loadu_ps(str + i);
+        __m256i fast = decay2_exp_fast(y, s);
+        if (checking && !stability_broadcast)
+            fast = _mm256_and_si256(
+                fast, _mm256_castps_si256(_mm256_cmp_ps(S, _mm256_setzero_ps(), _CMP_GT_OQ)));
+        __m256 r;
+        if (ENGRAM_LIKELY(_mm256_movemask_ps(_mm256_castsi256_ps(fast)) == 0xFF)) {
+            r = decay2_exp_ps_fast(y, s);
+        } else {
+            if (checking) {
+                size_t bad = decay2_first_invalid_lane(p, b, i);
+                if (bad < 8) return i + bad;
+            }
+            r = decay2_exp_ps_general(y, s);
+        }
+        _mm256_storeu_ps(out + i, r);
     }
+    return n;
 }
 
 #define DECAY2_DISPATCH(body, p, b)                                                       \
@@ -238,8 +276,18 @@ DECAY2_INLINE void decay2_exp_f32_body(const engram_decay_params *p, const engra
         }                                                                                 \
     } while (0)
 
+#define DECAY2_EXP_F32(p, b, type, broadcast) decay2_exp_f32_body(p, b, type, broadcast, 0)
+#define DECAY2_EXP_F32_CHECKED(p, b, type, broadcast) \
+    checked = decay2_exp_f32_body(p, b, type, broadcast, 1)
+
 static void decay_exp_f32_avx2(const engram_decay_params *p, const engram_decay_block *b) {
-    DECAY2_DISPATCH(decay2_exp_f32_body, p, b);
+    DECAY2_DISPATCH(DECAY2_EXP_F32, p, b);
+}
+
+static size_t decay_exp_f32_checked_avx2(const engram_decay_params *p, const engram_decay_block *b) {
+    size_t checked = b->n;
+    DECAY2_DISPATCH(DECAY2_EXP_F32_CHECKED, p, b);
+    return checked;
 }
 
 /* ---- float64 exponential ---- */
@@ -321,7 +369,12 @@ DECAY2_INLINE __m256d decay2_log_pd(__m256d u) {
         _mm256_castsi256_pd(_mm256_or_si256(k, _mm256_castpd_si256(_mm256_set1_pd(0x1p52)))),
         _mm256_set1_pd(0x1p52));
     __m256d f = _mm256_sub_pd(_mm256_castsi256_pd(iz), _mm256_set1_pd(1.0));
-    __m256d s = _mm256_div_pd(f, _mm256_add_pd(f, _mm256_set1_pd(2.0)));
+    /* s = f / (2 + f): rcpps (2^-12) and two Newton steps (2^-48) beat vdivpd's throughput */
+    __m256d d = _mm256_add_pd(f, _mm256_set1_pd(2.0));
+    __m256d r = _mm256_cvtps_pd(_mm_rcp_ps(_mm256_cvtpd_ps(d)));
+    r = _mm256_fmadd_pd(r, _mm256_fnmadd_pd(d, r, _mm256_set1_pd(1.0)), r);
+    r = _mm256_fmadd_pd(r, _mm256_fnmadd_pd(d, r, _mm256_set1_pd(1.0)), r);
+    __m256d s = _mm256_mul_pd(f, r);
     __m256d s2 = _mm256_mul_pd(s, s);
     __m256d P = _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 11), s2, _mm256_set1_pd(1.0 / 9));
     P = _mm256_fmadd_pd(P, s2, _mm256_set1_pd(1.0 / 7));
@@ -357,32 +410,52 @@ typedef struct decay2_pow_consts {
     __m256d factor, factor_over_stability, neg_power, l_max;
 } decay2_pow_consts;
 
-/* 4 lanes of strength * u^-power; *ok: bit set for lanes with 1 <= u < inf. */
-DECAY2_INLINE __m128 decay2_pow_quarter(__m128 a, __m128 S, __m128 s, const decay2_pow_consts *c,
-                                        int stability_broadcast, int half_power, int *ok) {
+/* 1 / sqrt(u) for 1 <= u < 2^100: rsqrtps (2^-12) and two Newton steps in float64. */
+DECAY2_INLINE __m256d decay2_rsqrt_pd(__m256d u) {
+    __m256d half_u = _mm256_mul_pd(u, _mm256_set1_pd(0.5));
+    __m256d r = _mm256_cvtps_pd(_mm_rsqrt_ps(_mm256_cvtpd_ps(u)));
+    __m256d e = _mm256_fnmadd_pd(_mm256_mul_pd(half_u, r), r, _mm256_set1_pd(0.5));
+    r = _mm256_fmadd_pd(r, e, r);
+    e = _mm256_fnmadd_pd(_mm256_mul_pd(half_u, r), r, _mm256_set1_pd(0.5));
+    return _mm256_fmadd_pd(r, e, r);
+}
+
+/*
+ * 4 lanes of strength * u^-power, u = 1 + factor (a / S) with q = a / S the
+ * float32 quotient when power <= 1 (<= power ulp, decay_internal.h), else
+ * a float64 division; *ok: bit set for lanes with 1 <= u < 2^100.
+ */
+DECAY2_INLINE __m128 decay2_pow_quarter(__m128 a, __m128 S, __m128 q, __m128 s,
+                                        const decay2_pow_consts *c, int stability_broadcast,
+                                        int half_power, int float_quotient, int *ok) {
     const __m256d one = _mm256_set1_pd(1.0);
-    __m256d ad = _mm256_cvtps_pd(a), u;
+    __m256d u;
     if (stability_broadcast)
-        u = _mm256_fmadd_pd(ad, c->factor_over_stability, one);
+        u = _mm256_fmadd_pd(_mm256_cvtps_pd(a), c->factor_over_stability, one);
+    else if (float_quotient)
+        u = _mm256_fmadd_pd(_mm256_cvtps_pd(q), c->factor, one);
     else
-        u = _mm256_add_pd(_mm256_div_pd(_mm256_mul_pd(ad, c->factor), _mm256_cvtps_pd(S)), one);
+        u = _mm256_add_pd(
+            _mm256_div_pd(_mm256_mul_pd(_mm256_cvtps_pd(a), c->factor), _mm256_cvtps_pd(S)), one);
     *ok = _mm256_movemask_pd(_mm256_and_pd(_mm256_cmp_pd(u, one, _CMP_GE_OQ),
-                                           _mm256_cmp_pd(u, _mm256_set1_pd(INFINITY), _CMP_LT_OQ)));
-    __m256d P = half_power ? _mm256_div_pd(one, _mm256_sqrt_pd(u))
+                                           _mm256_cmp_pd(u, _mm256_set1_pd(0x1p100), _CMP_LT_OQ)));
+    __m256d P = half_power ? decay2_rsqrt_pd(u)
                            : decay2_exp_neg_pd(decay2_log_pd(u), c->neg_power, c->l_max);
     return _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(s), P));
 }
 
 DECAY2_INLINE __m256 decay2_pow_ps(__m256 a, __m256 S, __m256 s, const engram_decay_params *p,
                                    const decay2_pow_consts *c, int stability_broadcast,
-                                   int half_power) {
+                                   int half_power, int float_quotient) {
     int ok_lo, ok_hi;
+    /* the divider is otherwise idle here: one float32 division for 8 quotients */
+    __m256 q = float_quotient && !stability_broadcast ? _mm256_div_ps(a, S) : a;
     __m128 lo = decay2_pow_quarter(_mm256_castps256_ps128(a), _mm256_castps256_ps128(S),
-                                   _mm256_castps256_ps128(s), c, stability_broadcast, half_power,
-                                   &ok_lo);
+                                   _mm256_castps256_ps128(q), _mm256_castps256_ps128(s), c,
+                                   stability_broadcast, half_power, float_quotient, &ok_lo);
     __m128 hi = decay2_pow_quarter(_mm256_extractf128_ps(a, 1), _mm256_extractf128_ps(S, 1),
-                                   _mm256_extractf128_ps(s, 1), c, stability_broadcast,
-                                   half_power, &ok_hi);
+                                   _mm256_extractf128_ps(q, 1), _mm256_extractf128_ps(s, 1), c,
+                                   stability_broadcast, half_power, float_quotient, &ok_hi);
     __m256 r = _mm256_set_m128(hi, lo);
     __m256 abs_s = _mm256_and_ps(s, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
     int inf_s = _mm256_movemask_ps(_mm256_cmp_ps(abs_s, _mm256_set1_ps(INFINITY), _CMP_EQ_OQ));
@@ -401,28 +474,33 @@ DECAY2_INLINE __m256 decay2_pow_ps(__m256 a, __m256 S, __m256 s, const engram_de
 
 DECAY2_INLINE void decay2_power_f32_body2(const engram_decay_params *p,
                                           const engram_decay_block *b, int age_type,
-                                          int stability_broadcast, int half_power) {
+                                          int stability_broadcast, int half_power,
+                                          int float_quotient) {
+    const size_t n = b->n;
     float *out = b->out;
     const float *str = b->strength, *stab = b->stability;
+    const void *age = b->age;
     const __m256 stab_b = _mm256_set1_ps(p->stability_f32);
+    const float age_b = p->age_f32;
     decay2_pow_consts c;
     c.factor = _mm256_set1_pd(p->factor);
     c.factor_over_stability = _mm256_set1_pd(p->factor / (double)p->stability_f32);
     c.neg_power = _mm256_set1_pd(-p->power);
     c.l_max = _mm256_set1_pd(-DECAY_POW_Y_MIN / p->power);
-    for (size_t i = 0; i < b->n; i += 8) {
-        __m256 a = decay2_ages_ps(b->age, i, age_type, p->age_f32);
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 a = decay2_ages_ps(age, i, age_type, age_b);
         __m256 S = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
         _mm256_storeu_ps(out + i, decay2_pow_ps(a, S, _mm256_loadu_ps(str + i), p, &c,
-                                                stability_broadcast, half_power));
+                                                stability_broadcast, half_power, float_quotient));
     }
 }
 
 /* power 0.5 (the FSRS curve) needs no logarithm: 1 / sqrt(u). */
 DECAY2_INLINE void decay2_power_f32_body(const engram_decay_params *p, const engram_decay_block *b,
                                          int age_type, int stability_broadcast) {
-    if (p->power == 0.5) decay2_power_f32_body2(p, b, age_type, stability_broadcast, 1);
-    else decay2_power_f32_body2(p, b, age_type, stability_broadcast, 0);
+    if (p->power == 0.5) decay2_power_f32_body2(p, b, age_type, stability_broadcast, 1, 1);
+    else if (p->power <= 1.0) decay2_power_f32_body2(p, b, age_type, stability_broadcast, 0, 1);
+    else decay2_power_f32_body2(p, b, age_type, stability_broadcast, 0, 0);
 }
 
 static void decay_power_f32_avx2(const engram_decay_params *p, const engram_decay_block *b) {
@@ -432,13 +510,6 @@ static void decay_power_f32_avx2(const engram_decay_params *p, const engram_deca
 /* ---- validation ---- */
 
 /* Validation by a scan of the block just ahead of the computation (in cache). */
-static size_t decay_exp_f32_checked_avx2(const engram_decay_params *p, const engram_decay_block *b) {
-    size_t bad = engram_decay_first_invalid_block(p, b);
-    if (bad < b->n) return bad;
-    decay_exp_f32_avx2(p, b);
-    return b->n;
-}
-
 static size_t decay_power_f32_checked_avx2(const engram_decay_params *p, const engram_decay_block *b) {
     size_t bad = engram_decay_first_invalid_block(p, b);
     if (bad < b->n) return bad;
