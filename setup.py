@@ -40,7 +40,7 @@ COMMON_FLAGS = ["-O3", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden", 
 if os.environ.get("ENGRAM_WERROR", "") not in ("", "0"):
     COMMON_FLAGS.append("-Werror")
 EXTRA_FLAGS = os.environ.get("ENGRAM_EXTRA_CFLAGS", "").split()  # e.g. sanitizers
-HEADERS = ["csrc/engram.h"]
+HEADERS = ["csrc/engram.h", "csrc/decay_internal.h"]
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))

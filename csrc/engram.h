@@ -393,9 +393,106 @@ struct engram_spread_ops {
 
 /* ---- decay (decay.c, simd/) ----------------------------------------- */
 
+/*
+ * decay: strength * exp(-age / stability)                 (exponential)
+ *        strength * (1 + factor * age / stability)^-power (power)
+ * computed in the precision of `strength` (float32 or float64).  Ages and
+ * stabilities of any of the four types are converted to that precision
+ * in the kernel (validation sees the values as given); out has the type
+ * of strength.
+ */
+typedef enum engram_decay_model {
+    ENGRAM_DECAY_EXPONENTIAL = 0,
+    ENGRAM_DECAY_POWER = 1
+} engram_decay_model;
+
+typedef enum engram_decay_type {
+    ENGRAM_DECAY_F32 = 0,
+    ENGRAM_DECAY_F64 = 1,
+    ENGRAM_DECAY_I64 = 2,
+    ENGRAM_DECAY_U64 = 3
+} engram_decay_type;
+
+/* n elements `stride` elements apart; stride 0: one value for every memory. */
+typedef struct engram_decay_operand {
+    const void *data;
+    ptrdiff_t stride;
+    engram_decay_type type;
+} engram_decay_operand;
+
+typedef struct engram_decay_args {
+    size_t n;
+    engram_decay_operand strength, age, stability;
+    void *out; /* type of strength; may be strength itself (same layout) */
+    ptrdiff_t out_stride;
+    engram_decay_model model;
+    double power, factor;
+    int validate;     /* ages >= 0 and stabilities > 0, none NaN, checked before any write */
+    int out_is_fresh; /* out is new: validation may run alongside the computation */
+    int threads;      /* 0: automatic */
+} engram_decay_args;
+
+engram_status engram_decay_run(engram_arena *arena, const engram_decay_args *args);
+
+/*
+ * The primitives work on contiguous blocks of a multiple of 16 elements
+ * (the driver pads the last one); strength, stability and out are in the
+ * working precision, ages of params->age_type.  A NULL age or stability
+ * means the broadcast value in the parameters.  out may equal strength.
+ */
+typedef struct engram_decay_block {
+    size_t n;
+    void *out;
+    const void *strength;
+    const void *age; /* elements of params->age_type */
+    const void *stability;
+} engram_decay_block;
+
+typedef struct engram_decay_params {
+    engram_decay_type age_type;
+    float age_f32, stability_f32; /* broadcast values, float32 working precision */
+    double age_f64, stability_f64; /* broadcast values, float64 working precision */
+    double power, factor;
+} engram_decay_params;
+
+typedef void (*engram_decay_fn)(const engram_decay_params *params, const engram_decay_block *block);
+/*
+ * The same with validation of the block's ages (params->age_type, as
+ * given) and stabilities (float32, as given): returns the index of the
+ * first invalid element, or n.  Elements before it are computed; out may
+ * be written anywhere, so the driver uses these only for a fresh out.
+ */
+typedef size_t (*engram_decay_checked_fn)(const engram_decay_params *params,
+                                          const engram_decay_block *block);
+
 struct engram_decay_ops {
     const char *level;
+    engram_decay_fn exp_f32, power_f32, exp_f64, power_f64;
+    engram_decay_checked_fn exp_f32_checked, power_f32_checked;
+    /* First i < n with age[i] < 0 or NaN, or stability[i] <= 0 or NaN (either
+     * pointer may be NULL); n if none.  Contiguous arrays of one float type. */
+    size_t (*first_invalid_f32)(const float *age, const float *stability, size_t n);
+    size_t (*first_invalid_f64)(const double *age, const double *stability, size_t n);
 };
+
+/*
+ * One element of each model, the definition every level reproduces.  The
+ * SIMD levels compute their fast lanes the same way and call these for the
+ * lanes they leave out (NaN, infinities, extreme magnitudes).
+ * y is age / stability, already divided in the working precision.
+ */
+float engram_decay_exp_f32_lane(float y, float strength);
+double engram_decay_exp_f64_lane(double y, double strength);
+float engram_decay_power_f32_lane(float age, float stability, float strength, double power,
+                                  double factor);
+double engram_decay_power_f64_lane(double age, double stability, double strength, double power,
+                                   double factor);
+/* First invalid element of a float32 block (ages as given, stabilities), or n. */
+size_t engram_decay_first_invalid_block(const engram_decay_params *params,
+                                        const engram_decay_block *block);
+/* float64 power on every level: the C library's pow per element. */
+void engram_decay_power_f64_generic(const engram_decay_params *params,
+                                    const engram_decay_block *block);
 
 /* ---- end decay ------------------------------------------------------ */
 

@@ -36,6 +36,8 @@ typedef struct {
     /* verify mode: prepare(name, args, kwargs) -> token; check(token, result) */
     PyObject *verify_prepare;
     PyObject *verify_check;
+    /* test hook: every C result of a kernel passes through it (fault injection) */
+    PyObject *result_hook[ENGRAM_KERNEL_COUNT];
 } module_state;
 
 static inline module_state *get_state(PyObject *module) {
@@ -51,10 +53,11 @@ static int threads_overriding = 0;         /* threads with a backend override */
 static __thread int thread_backend = -1;   /* -1: follow global_backend */
 static int slow_path = 0;
 static double verify_rate = 0.0;           /* share of C calls also run on the reference */
+static int result_hooks = 0;               /* kernels with a result hook (tests only) */
 
 static void update_slow_path(void) {
     slow_path = engram_stats_enabled() || global_backend != BACKEND_C ||
-                threads_overriding > 0 || verify_rate > 0.0;
+                threads_overriding > 0 || verify_rate > 0.0 || result_hooks > 0;
 }
 
 /* Per-thread xorshift: whether this call is one of the verified share. */
@@ -469,6 +472,8 @@ static PyObject *slow_call(PyObject *module, engram_kernel_id id, kernel_impl im
             if (token == NULL) return NULL;
         }
         result = impl(module, args, nargs, kwnames, &elements);
+        if (result && st->result_hook[id])
+            Py_SETREF(result, PyObject_CallOneArg(st->result_hook[id], result));
         if (token && result) {
             PyObject *ok = PyObject_CallFunctionObjArgs(st->verify_check, token, result, NULL);
             if (ok == NULL) Py_CLEAR(result);
@@ -840,6 +845,325 @@ done:
 /* ==== end spread ==== */
 
 /* ==== decay ==== */
+
+static const char *const decay_models[] = {"exponential", "power", NULL};
+
+/*
+ * decay(strength, age, *, stability=86400.0, model="exponential", power=0.5,
+ *       factor=19/81, out=None, validate=True, threads=None)
+ *
+ * strength: 1-D float32/float64 (the working precision); age and
+ * stability: a number or a 1-D array of float32, float64, int64 or uint64
+ * (converted inside the kernel, block by block); out: any 1-D layout,
+ * strength itself for an update in place.
+ */
+
+typedef struct {
+    array_in arr;     /* the array, if the operand is one */
+    union {           /* the value of a Python float or int */
+        double f64;
+        int64_t i64;
+        uint64_t u64;
+    } value;
+    engram_decay_operand op;
+} decay_operand_in;
+
+static const char decay_operand_types[] = "a number or a 1-dimensional float32, float64, int64 or uint64 array";
+
+static int decay_type_of(PyArrayObject *arr, engram_decay_type *type) {
+    char kind = PyArray_DESCR(arr)->kind;
+    npy_intp size = PyArray_ITEMSIZE(arr);
+    if (kind == 'f' && size == 4) *type = ENGRAM_DECAY_F32;
+    else if (kind == 'f' && size == 8) *type = ENGRAM_DECAY_F64;
+    else if (kind == 'i' && size == 8) *type = ENGRAM_DECAY_I64;
+    else if (kind == 'u' && size == 8) *type = ENGRAM_DECAY_U64;
+    else return -1;
+    return 0;
+}
+
+/* age or stability: Python numbers without an array, else a 0-d or 1-d array of length n. */
+static int decay_get_operand(const char *argname, PyObject *obj, npy_intp n,
+                             decay_operand_in *out) {
+    out->arr.arr = NULL;
+    out->arr.owned = NULL;
+    out->op.stride = 0;
+    if (PyFloat_CheckExact(obj)) {
+        out->value.f64 = PyFloat_AS_DOUBLE(obj);
+        out->op.data = &out->value;
+        out->op.type = ENGRAM_DECAY_F64;
+        return 0;
+    }
+    if (PyLong_CheckExact(obj)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        if (!overflow) {
+            out->value.i64 = v;
+            out->op.type = ENGRAM_DECAY_I64;
+            out->op.data = &out->value;
+            return 0;
+        }
+        if (overflow > 0) {
+            unsigned long long u = PyLong_AsUnsignedLongLong(obj);
+            if (!(u == (unsigned long long)-1 && PyErr_Occurred())) {
+                out->value.u64 = u;
+                out->op.type = ENGRAM_DECAY_U64;
+                out->op.data = &out->value;
+                return 0;
+            }
+            PyErr_Clear();
+        }
+        PyErr_Format(PyExc_ValueError, "decay(): %s must be %s, got the int %R (out of range)",
+                     argname, decay_operand_types, obj);
+        return -1;
+    }
+    PyArrayObject *arr;
+    if (PyArray_Check(obj)) {
+        arr = (PyArrayObject *)obj;
+    } else {
+        PyObject *converted = PyArray_FromAny(obj, NULL, 0, 0, 0, NULL);
+        if (converted == NULL) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "decay(): %s must be %s, got %.100s", argname,
+                         decay_operand_types, Py_TYPE(obj)->tp_name);
+            return -1;
+        }
+        out->arr.owned = converted;
+        arr = (PyArrayObject *)converted;
+    }
+    if (decay_type_of(arr, &out->op.type) < 0) {
+        raise_about_array(PyExc_TypeError, "decay", argname, decay_operand_types, arr);
+        goto fail;
+    }
+    if (PyArray_NDIM(arr) > 1 || (PyArray_NDIM(arr) == 1 && PyArray_DIM(arr, 0) != n)) {
+        char expected[96];
+        snprintf(expected, sizeof expected, "a number or an array of shape (%" NPY_INTP_FMT
+                 ",) like strength", n);
+        raise_about_array(PyExc_ValueError, "decay", argname, expected, arr);
+        goto fail;
+    }
+    if (!PyArray_ISNOTSWAPPED(arr) || !PyArray_ISALIGNED(arr)) {
+        PyObject *native = PyArray_FromArray(arr, PyArray_DescrFromType(PyArray_TYPE(arr)),
+                                             NPY_ARRAY_ALIGNED | NPY_ARRAY_NOTSWAPPED);
+        if (native == NULL) goto fail;
+        Py_XSETREF(out->arr.owned, native);
+        arr = (PyArrayObject *)native;
+    }
+    out->arr.arr = arr;
+    out->op.data = PyArray_DATA(arr);
+    if (PyArray_NDIM(arr) == 1 && n > 1)
+        out->op.stride = PyArray_STRIDE(arr, 0) / PyArray_ITEMSIZE(arr);
+    else if (PyArray_NDIM(arr) == 1)
+        out->op.stride = 1;
+    return 0;
+fail:
+    Py_CLEAR(out->arr.owned);
+    return -1;
+}
+
+/* out: a writeable, aligned, native 1-D array of strength's dtype and length; any stride. */
+static int decay_check_out(PyObject *obj, int type_num, npy_intp n, PyArrayObject **out_arr) {
+    *out_arr = NULL;
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "decay(): out must be a numpy.ndarray, got %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyArrayObject *arr = (PyArrayObject *)obj;
+    char expected[96];
+    snprintf(expected, sizeof expected, "a writeable %s array of shape (%" NPY_INTP_FMT ",)",
+             type_num == NPY_FLOAT ? "float32" : "float64", n);
+    if (PyArray_TYPE(arr) != type_num || !PyArray_ISNOTSWAPPED(arr)) {
+        raise_about_array(PyExc_TypeError, "decay", "out", expected, arr);
+        return -1;
+    }
+    if (PyArray_NDIM(arr) != 1 || PyArray_DIM(arr, 0) != n) {
+        raise_about_array(PyExc_ValueError, "decay", "out", expected, arr);
+        return -1;
+    }
+    if (!PyArray_ISWRITEABLE(arr)) {
+        PyObject *desc = describe_array(arr);
+        if (desc) {
+            PyErr_Format(PyExc_ValueError, "decay(): out must be writeable, got a read-only %U",
+                         desc);
+            Py_DECREF(desc);
+        }
+        return -1;
+    }
+    if (!PyArray_ISALIGNED(arr)) {
+        raise_about_array(PyExc_ValueError, "decay", "out", "aligned", arr);
+        return -1;
+    }
+    *out_arr = arr;
+    return 0;
+}
+
+static const char *const decay_names[] = {"strength", "age", "stability", "model", "power",
+                                          "factor", "out", "validate", "threads"};
+#define DECAY_N_NAMES 9
+
+/*
+ * Keyword arguments by identity with interned names (the names of a call
+ * site are interned, so this decides at a pointer compare each, ~10x less
+ * than comparing strings); anything unusual goes through parse_args.
+ */
+static int decay_parse(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **v) {
+    static PyObject *interned[DECAY_N_NAMES];
+    if (interned[0] == NULL) {
+        for (int i = 0; i < DECAY_N_NAMES; i++) {
+            interned[i] = PyUnicode_InternFromString(decay_names[i]);
+            if (interned[i] == NULL) return -1;
+        }
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs == 2 && nkw <= DECAY_N_NAMES - 2) {
+        for (int i = 0; i < DECAY_N_NAMES; i++) v[i] = NULL;
+        v[0] = args[0];
+        v[1] = args[1];
+        Py_ssize_t k = 0;
+        for (; k < nkw; k++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+            int i = 2;
+            while (i < DECAY_N_NAMES && interned[i] != key) i++;
+            if (i == DECAY_N_NAMES || v[i]) break;
+            v[i] = args[nargs + k];
+        }
+        if (k == nkw) return 0;
+    }
+    return parse_args("decay", args, nargs, kwnames, decay_names, DECAY_N_NAMES, 2, 2, v);
+}
+
+KERNEL_ENTRY(decay, ENGRAM_KERNEL_DECAY)
+
+static PyObject *decay_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames, uint64_t *elements) {
+    (void)module;
+    PyObject *v[DECAY_N_NAMES];
+    if (decay_parse(args, nargs, kwnames, v) < 0) return NULL;
+    int model = 0, validate = 1, threads = 0;
+    double power = 0.5, factor = 19.0 / 81.0;
+    if (v[3] && (model = parse_choice("decay", "model", v[3], decay_models)) < 0) return NULL;
+    if (v[4] && parse_double("decay", "power", v[4], &power) < 0) return NULL;
+    if (v[5] && parse_double("decay", "factor", v[5], &factor) < 0) return NULL;
+    if (v[7] && (validate = PyObject_IsTrue(v[7])) < 0) return NULL;
+    if (v[8] && parse_threads("decay", v[8], &threads) < 0) return NULL;
+
+    array_in strength = {NULL, NULL};
+    decay_operand_in age = {{NULL, NULL}, {0}, {NULL, 0, ENGRAM_DECAY_F64}};
+    decay_operand_in stability = {{NULL, NULL}, {0}, {NULL, 0, ENGRAM_DECAY_F64}};
+    PyArrayObject *out = NULL;
+    PyObject *result = NULL;
+    int fresh = 0;
+    if (get_array("decay", "strength", v[0], ACCEPT_FLOATS, 1, 1, &strength) < 0) return NULL;
+    npy_intp n = PyArray_DIM(strength.arr, 0);
+    int type_num = PyArray_TYPE(strength.arr);
+    engram_decay_type type = type_num == NPY_FLOAT ? ENGRAM_DECAY_F32 : ENGRAM_DECAY_F64;
+    if (decay_get_operand("age", v[1], n, &age) < 0) goto done;
+    if (v[2]) {
+        if (decay_get_operand("stability", v[2], n, &stability) < 0) goto done;
+    } else {
+        stability.value.f64 = 86400.0;
+        stability.op.data = &stability.value;
+    }
+    if (v[6] && v[6] != Py_None) {
+        if (decay_check_out(v[6], type_num, n, &out) < 0) goto done;
+        if (check_no_overlap("decay", out, age.arr.arr, "age", 0) < 0 ||
+            check_no_overlap("decay", out, stability.arr.arr, "stability", 0) < 0 ||
+            check_no_overlap("decay", out, strength.arr, "strength", 1) < 0) {
+            out = NULL;
+            goto done;
+        }
+        Py_INCREF(out);
+    } else {
+        out = (PyArrayObject *)PyArray_EMPTY(1, &n, type_num, 0);
+        if (out == NULL) goto done;
+        fresh = 1;
+    }
+
+    npy_intp es = PyArray_ITEMSIZE(strength.arr);
+    engram_decay_args a;
+    a.n = (size_t)n;
+    a.strength.data = PyArray_DATA(strength.arr);
+    a.strength.stride = n > 1 ? PyArray_STRIDE(strength.arr, 0) / es : 1;
+    a.strength.type = type;
+    a.age = age.op;
+    a.stability = stability.op;
+    a.out = PyArray_DATA(out);
+    a.out_stride = n > 1 ? PyArray_STRIDE(out, 0) / es : 1;
+    a.model = model == 1 ? ENGRAM_DECAY_POWER : ENGRAM_DECAY_EXPONENTIAL;
+    a.power = power;
+    a.factor = factor;
+    a.validate = validate;
+    a.out_is_fresh = fresh;
+    a.threads = threads;
+    engram_status status;
+    engram_arena *arena = engram_arena_get();
+    if (arena == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = engram_decay_run(arena, &a);
+    engram_arena_reset(arena);
+    Py_END_ALLOW_THREADS
+    if (status != ENGRAM_OK) {
+        raise_status(status);
+        goto done;
+    }
+    *elements = (uint64_t)n;
+    result = (PyObject *)out;
+    out = NULL;
+done:
+    Py_XDECREF(out);
+    array_in_release(&strength);
+    array_in_release(&age.arr);
+    array_in_release(&stability.arr);
+    return result;
+}
+
+static int probe_array(PyObject *obj, const char *name, PyArrayObject **arr, int writeable);
+
+/*
+ * Benchmark hook: the exponential kernel on contiguous float32 arrays,
+ * `repeats` times in one call, so a timing of it is the kernel's own
+ * (without the ~0.3 us of a Python call).  No validation.
+ */
+static PyObject *py_decay_repeat(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *o[4];
+    Py_ssize_t repeats;
+    PyArrayObject *arr[4];
+    static const char *const what[] = {"strength", "age", "stability", "out"};
+    if (!PyArg_ParseTuple(args, "OOOOn", &o[0], &o[1], &o[2], &o[3], &repeats)) return NULL;
+    for (int i = 0; i < 4; i++) {
+        if (probe_array(o[i], what[i], &arr[i], i == 3) < 0) return NULL;
+        if (PyArray_SIZE(arr[i]) != PyArray_SIZE(arr[0])) {
+            PyErr_SetString(PyExc_ValueError, "strength, age, stability and out must have one size");
+            return NULL;
+        }
+    }
+    engram_decay_args a;
+    memset(&a, 0, sizeof a);
+    a.n = (size_t)PyArray_SIZE(arr[0]);
+    a.strength = (engram_decay_operand){PyArray_DATA(arr[0]), 1, ENGRAM_DECAY_F32};
+    a.age = (engram_decay_operand){PyArray_DATA(arr[1]), 1, ENGRAM_DECAY_F32};
+    a.stability = (engram_decay_operand){PyArray_DATA(arr[2]), 1, ENGRAM_DECAY_F32};
+    a.out = PyArray_DATA(arr[3]);
+    a.out_stride = 1;
+    a.model = ENGRAM_DECAY_EXPONENTIAL;
+    a.threads = 1;
+    engram_arena *arena = engram_arena_get();
+    if (arena == NULL) return PyErr_NoMemory();
+    engram_status status = ENGRAM_OK;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < repeats && status == ENGRAM_OK; r++) {
+        status = engram_decay_run(arena, &a);
+        engram_arena_reset(arena);
+    }
+    Py_END_ALLOW_THREADS
+    if (status != ENGRAM_OK) return raise_status(status);
+    Py_RETURN_NONE;
+}
 
 /* ==== end decay ==== */
 
@@ -1403,6 +1727,23 @@ static PyObject *py_set_verify(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* _set_result_hook(name, fn or None): tests inject wrong results to prove verify mode sees them. */
+static PyObject *py_set_result_hook(PyObject *module, PyObject *args) {
+    const char *name;
+    PyObject *fn;
+    if (!PyArg_ParseTuple(args, "sO", &name, &fn)) return NULL;
+    for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) {
+        if (strcmp(name, engram_kernel_name((engram_kernel_id)k)) != 0) continue;
+        module_state *st = get_state(module);
+        result_hooks += (fn != Py_None) - (st->result_hook[k] != NULL);
+        Py_XSETREF(st->result_hook[k], fn == Py_None ? NULL : Py_NewRef(fn));
+        update_slow_path();
+        Py_RETURN_NONE;
+    }
+    PyErr_Format(PyExc_ValueError, "unknown kernel %s", name);
+    return NULL;
+}
+
 static PyObject *py_kernel_names(PyObject *module, PyObject *unused) {
     (void)module;
     (void)unused;
@@ -1462,6 +1803,22 @@ static PyMethodDef core_methods[] = {
      "(scores, ids) of the k best corpus rows for each query, best first (ties: smaller id).\n"
      "metric is 'cosine' or 'dot'.  NaN scores are never returned; rows with fewer than k\n"
      "valid scores are padded with id -1 and score -inf.  Shapes (q, k), or (k,) for one query."},
+    /* decay */
+    {"decay", (PyCFunction)(void (*)(void))py_decay, FASTCALL_KW,
+     "decay(strength, age, *, stability=86400.0, model='exponential', power=0.5, "
+     "factor=19/81, out=None, validate=True, threads=None)\n--\n\n"
+     "Decayed memory strengths: strength * exp(-age / stability) (model='exponential') or\n"
+     "strength * (1 + factor * age / stability) ** -power (model='power').\n\n"
+     "strength is a 1-D float32 or float64 array and sets the precision; age (seconds) and\n"
+     "stability are numbers or arrays of float32, float64, int64 or uint64.  out=strength\n"
+     "updates in place.  validate=True rejects negative or NaN ages and stabilities <= 0 or\n"
+     "NaN (naming the first bad index) before anything is written; validate=False skips\n"
+     "the scan and the formula applies as IEEE arithmetic does (a negative age grows the\n"
+     "strength, stability 0 gives 0 or NaN, NaN gives NaN)."},
+    {"_decay_repeat", py_decay_repeat, METH_VARARGS,
+     "_decay_repeat(strength, age, stability, out, repeats): the float32 exponential kernel "
+     "`repeats` times (benchmark hook)."},
+    /* end decay */
     /* ==== end kernel methods ==== */
     {"simd_info", py_simd_info, METH_NOARGS,
      "simd_info()\n--\n\nSIMD levels detected on this CPU, compiled into this build, and active."},
@@ -1491,6 +1848,7 @@ static PyMethodDef core_methods[] = {
     {"_set_reference", py_set_reference, METH_VARARGS, NULL},
     {"_kernel_names", py_kernel_names, METH_NOARGS, NULL},
     {"_set_verify", py_set_verify, METH_VARARGS, NULL},
+    {"_set_result_hook", py_set_result_hook, METH_VARARGS, NULL},
     {"set_num_threads", py_set_num_threads, METH_O,
      "set_num_threads(n, /)\n--\n\nDefault thread count for calls with threads=None on large work."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS,
@@ -1506,6 +1864,7 @@ static int core_exec(PyObject *module) {
     module_state *st = get_state(module);
     for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) st->reference[k] = NULL;
     st->verify_prepare = st->verify_check = NULL;
+    for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) st->result_hook[k] = NULL;
     /* The best level until engram/__init__.py applies ENGRAM_SIMD (and warns in Python). */
     static int dispatch_done = 0;
     if (!dispatch_done) {
@@ -1522,6 +1881,7 @@ static int core_traverse(PyObject *module, visitproc visit, void *arg) {
     for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) Py_VISIT(st->reference[k]);
     Py_VISIT(st->verify_prepare);
     Py_VISIT(st->verify_check);
+    for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) Py_VISIT(st->result_hook[k]);
     return 0;
 }
 
@@ -1530,6 +1890,7 @@ static int core_clear(PyObject *module) {
     for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) Py_CLEAR(st->reference[k]);
     Py_CLEAR(st->verify_prepare);
     Py_CLEAR(st->verify_check);
+    for (int k = 0; k < ENGRAM_KERNEL_COUNT; k++) Py_CLEAR(st->result_hook[k]);
     return 0;
 }
 

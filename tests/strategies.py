@@ -81,4 +81,63 @@ def vector_layouts(draw, vector: np.ndarray):
 
 # ==== decay ====
 
+#: lengths straddling the 16-lane vectors and the 1024-element blocks of the kernel
+DECAY_LENGTHS = [0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1023, 1024, 1025, 2049]
+
+
+def _decay_floats(dtype, **kw):
+    return st.floats(width=32 if dtype == np.float32 else 64, **kw)
+
+
+@st.composite
+def decay_ages(draw, n: int, dtype, validate: bool):
+    """Ages: a Python number or an (n,) array of float32, float64, int64 or uint64, any layout."""
+    kind = draw(st.sampled_from(["float32", "float64", "int64", "uint64", "int", "float"]))
+    if kind == "int":
+        return draw(st.integers(0 if validate else -(2**63), 2**64 - 1))
+    if kind == "float":
+        return draw(st.floats(min_value=0.0 if validate else None, allow_nan=not validate))
+    if kind == "int64":
+        elements = st.integers(0 if validate else -(2**63), 2**63 - 1)
+    elif kind == "uint64":
+        elements = st.integers(0, 2**64 - 1)
+    else:
+        elements = _decay_floats(np.dtype(kind).type, min_value=0.0 if validate else None,
+                                 allow_nan=not validate)
+    arr = draw(hnp.arrays(np.dtype(kind), n, elements=elements))
+    return draw(layouts(arr))
+
+
+@st.composite
+def decay_stabilities(draw, n: int, dtype, validate: bool):
+    """Stabilities: a number or an (n,) array of float32, float64 or int64; > 0 when validated."""
+    if draw(st.booleans()):
+        if not validate:
+            return draw(st.floats())
+        return draw(st.one_of(st.floats(min_value=0.0, exclude_min=True), st.integers(1, 2**63 - 1)))
+    sdt = draw(st.sampled_from([dtype, np.float32, np.float64, np.int64]))
+    if sdt == np.int64:
+        elements = st.integers(1 if validate else -(2**63), 2**63 - 1)
+    else:
+        any_value = _decay_floats(sdt, min_value=0.0, exclude_min=True) if validate else _decay_floats(sdt)
+        elements = st.one_of(any_value, st.floats(1.0, 1e7, width=32))
+    return draw(layouts(draw(hnp.arrays(sdt, n, elements=elements))))
+
+
+@st.composite
+def decay_cases(draw):
+    """(args, kwargs) of one decay call: dtypes, layouts, scalars, models and awkward values."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    n = draw(st.sampled_from(DECAY_LENGTHS))
+    validate = draw(st.booleans())
+    strength = draw(hnp.arrays(dtype, n, elements=st.one_of(
+        _decay_floats(dtype, min_value=0.0, max_value=1.0), _decay_floats(dtype))))
+    strength = draw(layouts(strength))
+    kwargs = {"stability": draw(decay_stabilities(n, dtype, validate)), "validate": validate}
+    if draw(st.booleans()):
+        kwargs["model"] = "power"
+        kwargs["power"] = draw(st.sampled_from([0.5, 0.3, 1.0, 2.0, 7.5]))
+        kwargs["factor"] = draw(st.sampled_from([19 / 81, 1.0, 0.0, 1e-3]))
+    return (strength, draw(decay_ages(n, dtype, validate))), kwargs
+
 # ==== end decay ====

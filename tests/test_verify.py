@@ -1,8 +1,6 @@
 """Verify mode: a share of C calls re-run on the reference and compared."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -58,14 +56,27 @@ def test_partial_rate_samples_a_share(name):
     assert 50 <= checked <= 150, checked
 
 
-def wrong(reference):
-    """The reference's answer, visibly perturbed: stands in for a wrong kernel."""
-    def perturbed(*args, **kwargs):
-        result = reference(*args, **kwargs)
-        if isinstance(result, tuple):
-            return (np.asarray(result[0]) + 0.5,) + result[1:]
-        return np.asarray(result) + 0.5
-    return perturbed
+def perturb(result):
+    """A visibly wrong copy of a kernel's result: what a broken build would return."""
+    if isinstance(result, tuple):
+        return (np.asarray(result[0]) + 0.5,) + result[1:]
+    if isinstance(result, float):
+        return result + 0.5
+    return np.asarray(result) + 0.5
+
+
+@pytest.fixture
+def broken_kernel():
+    """Make the C core return perturbed results for one kernel (through its private test hook)."""
+    names = []
+
+    def breaking(name):
+        engram._core._set_result_hook(name, perturb)
+        names.append(name)
+
+    yield breaking
+    for name in names:
+        engram._core._set_result_hook(name, None)
 
 
 def has_finite_value(result) -> bool:
@@ -75,8 +86,8 @@ def has_finite_value(result) -> bool:
 
 
 @pytest.mark.parametrize("name", C_KERNELS)
-def test_injected_mismatch_is_counted_and_described(name, monkeypatch):
-    monkeypatch.setitem(KERNELS, name, dataclasses.replace(KERNELS[name], reference=wrong(KERNELS[name].reference)))
+def test_injected_mismatch_is_counted_and_described(name, broken_kernel):
+    broken_kernel(name)
     engram.verify(1.0)
     fn = getattr(engram, name)
     drawn = [c for c in cases(name, 40) if has_finite_value(KERNELS[name].reference(*c.args, **c.kwargs))][:5]
@@ -89,8 +100,8 @@ def test_injected_mismatch_is_counted_and_described(name, monkeypatch):
 
 
 @pytest.mark.parametrize("name", C_KERNELS)
-def test_strict_raises(name, monkeypatch):
-    monkeypatch.setitem(KERNELS, name, dataclasses.replace(KERNELS[name], reference=wrong(KERNELS[name].reference)))
+def test_strict_raises(name, broken_kernel):
+    broken_kernel(name)
     engram.verify(1.0, strict=True)
     fn = getattr(engram, name)
     for case in cases(name, 40):

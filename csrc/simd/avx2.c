@@ -527,8 +527,541 @@ const engram_spread_ops engram_spread_ops_avx2 = {
 
 /* ==== decay ==== */
 
+#include <immintrin.h>
+#include <math.h>
+
+#include "../decay_internal.h"
+
+/*
+ * Same schemes as the AVX-512 section (the driver hands over whole
+ * vectors of 16), in 8 float32 / 4 float64 lanes.  AVX2 has no 64-bit
+ * integer conversions: they are built from exact double arithmetic below.
+ */
+#define DECAY2_AGE_BROADCAST 4
+#define DECAY2_INLINE static inline __attribute__((always_inline))
+
+/* u64 lanes to double with one rounding: 2^84 + hi * 2^32 and 2^52 + lo are
+ * exact doubles, and the final add rounds their sum once. */
+DECAY2_INLINE __m256d decay2_u64_to_pd(__m256i v) {
+    __m256i hi = _mm256_or_si256(_mm256_srli_epi64(v, 32),
+                                 _mm256_castpd_si256(_mm256_set1_pd(0x1p84)));
+    __m256i lo = _mm256_blend_epi32(v, _mm256_castpd_si256(_mm256_set1_pd(0x1p52)), 0xAA);
+    __m256d h = _mm256_sub_pd(_mm256_castsi256_pd(hi), _mm256_set1_pd(0x1p84 + 0x1p52));
+    return _mm256_add_pd(h, _mm256_castsi256_pd(lo));
+}
+
+/* |v| of int64 lanes (as u64) and the sign bit of each lane as a double's sign. */
+DECAY2_INLINE __m256i decay2_abs_epi64(__m256i v, __m256i *sign_bit) {
+    __m256i neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
+    *sign_bit = _mm256_and_si256(neg, _mm256_set1_epi64x((long long)0x8000000000000000ull));
+    return _mm256_sub_epi64(_mm256_xor_si256(v, neg), neg);
+}
+
+DECAY2_INLINE __m256d decay2_i64_to_pd(__m256i v) {
+    __m256i sign;
+    __m256d d = decay2_u64_to_pd(decay2_abs_epi64(v, &sign));
+    return _mm256_or_pd(d, _mm256_castsi256_pd(sign));
+}
+
+/*
+ * u64 lanes to float32 with one correct rounding.  Through double that
+ * would round twice; above 2^53 the low 11 bits are first folded into a
+ * sticky bit (round to odd at 53 bits), which makes the double exact and
+ * its rounding to float32 correct (53 >= 24 + 2).
+ */
+DECAY2_INLINE __m256d decay2_u64_to_pd_odd(__m256i v) {
+    const __m256i low_bits = _mm256_set1_epi64x(0x7ff);
+    __m256i small = _mm256_cmpeq_epi64(_mm256_srli_epi64(v, 53), _mm256_setzero_si256());
+    __m256i sticky = _mm256_andnot_si256(
+        _mm256_cmpeq_epi64(_mm256_and_si256(v, low_bits), _mm256_setzero_si256()),
+        _mm256_set1_epi64x(0x800));
+    __m256i odd = _mm256_or_si256(_mm256_andnot_si256(low_bits, v), sticky);
+    return decay2_u64_to_pd(_mm256_blendv_epi8(odd, v, small));
+}
+
+DECAY2_INLINE __m128 decay2_u64_to_ps(__m256i v) {
+    return _mm256_cvtpd_ps(decay2_u64_to_pd_odd(v));
+}
+
+DECAY2_INLINE __m128 decay2_i64_to_ps(__m256i v) {
+    __m256i sign;
+    __m256d d = decay2_u64_to_pd_odd(decay2_abs_epi64(v, &sign));
+    return _mm256_cvtpd_ps(_mm256_or_pd(d, _mm256_castsi256_pd(sign)));
+}
+
+/* 8 ages from index i as float32. */
+DECAY2_INLINE __m256 decay2_ages_ps(const void *age, size_t i, int type, float broadcast) {
+    switch (type) {
+        case ENGRAM_DECAY_F32: return _mm256_loadu_ps((const float *)age + i);
+        case ENGRAM_DECAY_F64: {
+            const double *d = (const double *)age + i;
+            return _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(d + 4)),
+                                   _mm256_cvtpd_ps(_mm256_loadu_pd(d)));
+        }
+        case ENGRAM_DECAY_I64: {
+            const __m256i *v = (const __m256i *)((const int64_t *)age + i);
+            return _mm256_set_m128(decay2_i64_to_ps(_mm256_loadu_si256(v + 1)),
+                                   decay2_i64_to_ps(_mm256_loadu_si256(v)));
+        }
+        case ENGRAM_DECAY_U64: {
+            const __m256i *v = (const __m256i *)((const uint64_t *)age + i);
+            return _mm256_set_m128(decay2_u64_to_ps(_mm256_loadu_si256(v + 1)),
+                                   decay2_u64_to_ps(_mm256_loadu_si256(v)));
+        }
+        default: return _mm256_set1_ps(broadcast);
+    }
+}
+
+/* 4 ages from index i as float64. */
+DECAY2_INLINE __m256d decay2_ages_pd(const void *age, size_t i, int type, double broadcast) {
+    switch (type) {
+        case ENGRAM_DECAY_F32: return _mm256_cvtps_pd(_mm_loadu_ps((const float *)age + i));
+        case ENGRAM_DECAY_F64: return _mm256_loadu_pd((const double *)age + i);
+        case ENGRAM_DECAY_I64:
+            return decay2_i64_to_pd(_mm256_loadu_si256((const __m256i *)((const int64_t *)age + i)));
+        case ENGRAM_DECAY_U64:
+            return decay2_u64_to_pd(_mm256_loadu_si256((const __m256i *)((const uint64_t *)age + i)));
+        default: return _mm256_set1_pd(broadcast);
+    }
+}
+
+/* ---- float32 exponential ---- */
+
+/* q = exp(-w) - 1; *k_out holds n in its low mantissa bits. */
+DECAY2_INLINE __m256 decay2_exp_q_ps(__m256 y, __m256 *k_out) {
+    const __m256 shifter = _mm256_set1_ps(DECAY_F32_SHIFTER);
+    __m256 k = _mm256_fnmadd_ps(y, _mm256_set1_ps(DECAY_F32_LOG2E), shifter);
+    __m256 n = _mm256_sub_ps(k, shifter);
+    __m256 w = _mm256_fmadd_ps(n, _mm256_set1_ps(DECAY_F32_LN2_HI), y);
+    w = _mm256_fmadd_ps(n, _mm256_set1_ps(DECAY_F32_LN2_LO), w);
+    __m256 w2 = _mm256_mul_ps(w, w);
+    __m256 t = _mm256_fmadd_ps(_mm256_set1_ps(DECAY_F32_T4), w, _mm256_set1_ps(DECAY_F32_T3));
+    t = _mm256_fmadd_ps(t, w, _mm256_set1_ps(DECAY_F32_T2));
+    t = _mm256_fmadd_ps(t, w, _mm256_set1_ps(DECAY_F32_T1));
+    t = _mm256_fmadd_ps(t, w, _mm256_set1_ps(DECAY_F32_T0));
+    *k_out = k;
+    return _mm256_fmsub_ps(t, w2, w);
+}
+
+/* strength (1 + q) 2^n for 4 lanes, formed in float64 and rounded once. */
+DECAY2_INLINE __m128 decay2_scale_pd(__m128 q, __m128 s, __m128i n) {
+    __m256d sd = _mm256_cvtps_pd(s); /* conversions take subnormals without an assist */
+    __m256d m = _mm256_fmadd_pd(_mm256_cvtps_pd(q), sd, sd); /* s q is exact: one rounding */
+    m = _mm256_or_pd(m, _mm256_and_pd(sd, _mm256_set1_pd(-0.0))); /* 0 (1 + q) keeps the sign */
+    __m256i e = _mm256_slli_epi64(
+        _mm256_add_epi64(_mm256_cvtepi32_epi64(n), _mm256_set1_epi64x(1023)), 52);
+    return _mm256_cvtpd_ps(_mm256_mul_pd(m, _mm256_castsi256_pd(e)));
+}
+
+/*
+ * Lanes off the fast path: strength (1 + q) in float64, scaled exactly and
+ * rounded once, so no float32 operation meets a subnormal (a microcode
+ * assist of ~150 cycles on x86); then the float64 product's rules for NaN
+ * and infinities.  Every lane is finished here, none goes scalar.
+ */
+static __attribute__((noinline)) __m256 decay2_exp_ps_general(__m256 y, __m256 s) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 yc = _mm256_max_ps(_mm256_set1_ps(DECAY_F32_Y_MIN),
+                              _mm256_min_ps(_mm256_set1_ps(DECAY_F32_Y_MAX), y));
+    __m256 tiny = _mm256_cmp_ps(_mm256_and_ps(yc, abs_mask), _mm256_set1_ps(DECAY_F32_Y_TINY),
+                                _CMP_LT_OQ);
+    yc = _mm256_blendv_ps(yc, _mm256_andnot_ps(abs_mask, yc), tiny);
+    __m256 k, q = decay2_exp_q_ps(yc, &k);
+    const int limit = (int)DECAY_F32_N_LIMIT;
+    __m256i n = _mm256_sub_epi32(_mm256_castps_si256(k),
+                                 _mm256_castps_si256(_mm256_set1_ps(DECAY_F32_SHIFTER)));
+    n = _mm256_max_epi32(_mm256_set1_epi32(-limit), _mm256_min_epi32(_mm256_set1_epi32(limit), n));
+    __m256 r = _mm256_set_m128(
+        decay2_scale_pd(_mm256_extractf128_ps(q, 1), _mm256_extractf128_ps(s, 1),
+                        _mm256_extracti128_si256(n, 1)),
+        decay2_scale_pd(_mm256_castps256_ps128(q), _mm256_castps256_ps128(s),
+                        _mm256_castsi256_si128(n)));
+    /* the float64 product's rules (engram_decay_exp_f32_lane), lane-wise */
+    const __m256 nan = _mm256_set1_ps(NAN);
+    __m256 nan_in = _mm256_cmp_ps(y, s, _CMP_UNORD_Q);
+    __m256 inf_s = _mm256_cmp_ps(_mm256_and_ps(s, abs_mask), _mm256_set1_ps(INFINITY), _CMP_EQ_OQ);
+    __m256 zero_s = _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_EQ_OQ);
+    r = _mm256_blendv_ps(r, s, inf_s);
+    r = _mm256_blendv_ps(r, nan, _mm256_and_ps(inf_s, _mm256_cmp_ps(y, _mm256_set1_ps(DECAY_F32_Y_ZERO), _CMP_GE_OQ)));
+    r = _mm256_blendv_ps(r, nan, _mm256_and_ps(zero_s, _mm256_cmp_ps(y, _mm256_set1_ps(DECAY_F32_Y_INF), _CMP_LE_OQ)));
+    return _mm256_blendv_ps(r, _mm256_add_ps(y, s), nan_in);
+}
+
+/* x <= limit as unsigned 32-bit lanes */
+DECAY2_INLINE __m256i decay2_le_epu32(__m256i x, __m256i limit) {
+    return _mm256_cmpeq_epi32(_mm256_min_epu32(x, limit), x);
+}
+
+/* All-ones lanes with 0 <= y <= 76 and 2^-16 <= s <= 2^100 (tested on the bit patterns). */
+DECAY2_INLINE __m256i decay2_exp_fast(__m256 y, __m256 s) {
+    __m256i fast = decay2_le_epu32(_mm256_castps_si256(y),
+                                   _mm256_set1_epi32((int)DECAY_F32_FAST_Y_MAX_BITS));
+    return _mm256_and_si256(
+        fast, decay2_le_epu32(_mm256_sub_epi32(_mm256_castps_si256(s),
+                                               _mm256_set1_epi32((int)DECAY_F32_FAST_S_MIN_BITS)),
+                              _mm256_set1_epi32((int)DECAY_F32_FAST_S_SPAN_BITS - 1)));
+}
+
+/* strength * exp(-y) when every lane is fast. */
+DECAY2_INLINE __m256 decay2_exp_ps_fast(__m256 y, __m256 s) {
+    __m256 k, q = decay2_exp_q_ps(y, &k);
+    __m256 m = _mm256_fmadd_ps(q, s, s);
+    /* fast lanes: n in [-110, 0], 2^n a normal float built in the exponent field */
+    __m256i pow2 = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(k), 23),
+                                    _mm256_set1_epi32(0x3f800000));
+    return _mm256_mul_ps(m, _mm256_castsi256_ps(pow2));
+}
+
+/* Index of the first invalid element of [i, i + 8), or 8. */
+static __attribute__((noinline)) size_t decay2_first_invalid_lane(const engram_decay_params *p,
+                                                                  const engram_decay_block *b,
+                                                                  size_t i) {
+    size_t es = p->age_type == ENGRAM_DECAY_F32 ? 4 : 8;
+    engram_decay_block lanes = {8, NULL, NULL, b->age ? (const char *)b->age + i * es : NULL,
+                                b->stability ? (const float *)b->stability + i : NULL};
+    return engram_decay_first_invalid_block(p, &lanes);
+}
+
+/*
+ * checking: validate as well (fresh output only).  A fast lane has
+ * 0 <= y = age / stability and, tested here, stability > 0, so its age is
+ * >= +0 as given; any other lane sends the vector to a scalar check of the
+ * values as given before the general path.
+ */
+DECAY2_INLINE size_t decay2_exp_f32_body(const engram_decay_params *p, const engram_decay_block *b,
+                                         int age_type, int stability_broadcast, int checking) {
+    const size_t n = b->n;
+    float *out = b->out;
+    const float *str = b->strength, *stab = b->stability;
+    const void *age = b->age;
+    const __m256 stab_b = _mm256_set1_ps(p->stability_f32);
+    const float age_b = p->age_f32;
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 a = decay2_ages_ps(age, i, age_type, age_b);
+        __m256 S = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
+        __m256 y = _mm256_div_ps(a, S), s = _mm256_loadu_ps(str + i);
+        __m256i fast = decay2_exp_fast(y, s);
+        if (checking && !stability_broadcast)
+            fast = _mm256_and_si256(
+                fast, _mm256_castps_si256(_mm256_cmp_ps(S, _mm256_setzero_ps(), _CMP_GT_OQ)));
+        __m256 r;
+        if (ENGRAM_LIKELY(_mm256_movemask_ps(_mm256_castsi256_ps(fast)) == 0xFF)) {
+            r = decay2_exp_ps_fast(y, s);
+        } else {
+            if (checking) {
+                size_t bad = decay2_first_invalid_lane(p, b, i);
+                if (bad < 8) return i + bad;
+            }
+            r = decay2_exp_ps_general(y, s);
+        }
+        _mm256_storeu_ps(out + i, r);
+    }
+    return n;
+}
+
+#define DECAY2_DISPATCH(body, p, b)                                                       \
+    do {                                                                                  \
+        int type_ = (b)->age ? (int)(p)->age_type : DECAY2_AGE_BROADCAST;                 \
+        if ((b)->stability) {                                                             \
+            switch (type_) {                                                              \
+                case ENGRAM_DECAY_F32: body(p, b, ENGRAM_DECAY_F32, 0); break;            \
+                case ENGRAM_DECAY_F64: body(p, b, ENGRAM_DECAY_F64, 0); break;            \
+                case ENGRAM_DECAY_I64: body(p, b, ENGRAM_DECAY_I64, 0); break;            \
+                case ENGRAM_DECAY_U64: body(p, b, ENGRAM_DECAY_U64, 0); break;            \
+                default: body(p, b, DECAY2_AGE_BROADCAST, 0); break;                      \
+            }                                                                             \
+        } else {                                                                          \
+            switch (type_) {                                                              \
+                case ENGRAM_DECAY_F32: body(p, b, ENGRAM_DECAY_F32, 1); break;            \
+                case ENGRAM_DECAY_F64: body(p, b, ENGRAM_DECAY_F64, 1); break;            \
+                case ENGRAM_DECAY_I64: body(p, b, ENGRAM_DECAY_I64, 1); break;            \
+                case ENGRAM_DECAY_U64: body(p, b, ENGRAM_DECAY_U64, 1); break;            \
+                default: body(p, b, DECAY2_AGE_BROADCAST, 1); break;                      \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
+
+#define DECAY2_EXP_F32(p, b, type, broadcast) decay2_exp_f32_body(p, b, type, broadcast, 0)
+#define DECAY2_EXP_F32_CHECKED(p, b, type, broadcast) \
+    checked = decay2_exp_f32_body(p, b, type, broadcast, 1)
+
+static void decay_exp_f32_avx2(const engram_decay_params *p, const engram_decay_block *b) {
+    DECAY2_DISPATCH(DECAY2_EXP_F32, p, b);
+}
+
+static size_t decay_exp_f32_checked_avx2(const engram_decay_params *p, const engram_decay_block *b) {
+    size_t checked = b->n;
+    DECAY2_DISPATCH(DECAY2_EXP_F32_CHECKED, p, b);
+    return checked;
+}
+
+/* ---- float64 exponential ---- */
+
+DECAY2_INLINE __m256d decay2_exp_pd(__m256d y, __m256d s) {
+    __m256d as = _mm256_and_pd(s, _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll)));
+    __m256d fast = _mm256_and_pd(_mm256_cmp_pd(y, _mm256_setzero_pd(), _CMP_GE_OQ),
+                                 _mm256_cmp_pd(y, _mm256_set1_pd(DECAY_F64_FAST_Y_MAX), _CMP_LE_OQ));
+    fast = _mm256_and_pd(fast, _mm256_cmp_pd(as, _mm256_set1_pd(DECAY_F64_FAST_S_MIN), _CMP_GE_OQ));
+    fast = _mm256_and_pd(fast, _mm256_cmp_pd(as, _mm256_set1_pd(DECAY_F64_FAST_S_MAX), _CMP_LE_OQ));
+    int lanes = _mm256_movemask_pd(fast);
+    const __m256d shifter = _mm256_set1_pd(DECAY_F64_SHIFTER);
+    __m256d k = _mm256_fnmadd_pd(y, _mm256_set1_pd(DECAY_F64_LOG2E), shifter);
+    __m256d n = _mm256_sub_pd(k, shifter);
+    __m256d w = _mm256_fmadd_pd(n, _mm256_set1_pd(DECAY_F64_LN2_HI), y);
+    w = _mm256_fmadd_pd(n, _mm256_set1_pd(DECAY_F64_LN2_LO), w);
+    __m256d w2 = _mm256_mul_pd(w, w);
+    __m256d t = _mm256_fmadd_pd(_mm256_set1_pd(DECAY_F64_T11), w, _mm256_set1_pd(DECAY_F64_T10));
+    t = _mm256_fmadd_pd(t, w, _mm256_set1_pd(DECAY_F64_T9));
+    t = _mm256_fmadd_pd(t, w, _mm256_set1_pd(DECAY_F64_T8));
+    t = _mm256_fmadd_pd(t, w, _mm256_set1_pd(DECAY_F64_T7));
+    t = _mm256_fmadd_pd(t, w, _mm256_set1_pd(DECAY_F64_T6));
+    t = _mm256_fmadd_pd(t, w, _mm256_set1_pd(DECAY_F64_T5));
+    t = _mm256_fmadd_pd(t, w, _mm256_set1_pd(DECAY_F64_T4));
+    t = _mm256_fmadd_pd(t, w, _mm256_set1_pd(DECAY_F64_T3));
+    t = _mm256_fmadd_pd(t, w, _mm256_set1_pd(DECAY_F64_T2));
+    t = _mm256_fmadd_pd(t, w, _mm256_set1_pd(DECAY_F64_T1));
+    t = _mm256_fmadd_pd(t, w, _mm256_set1_pd(DECAY_F64_T0));
+    __m256d q = _mm256_fmsub_pd(t, w2, w);
+    __m256d m = _mm256_fmadd_pd(q, s, s);
+    /* fast lanes: n in [-996, 0], 2^n a normal double built in the exponent field */
+    __m256i pow2 = _mm256_add_epi64(_mm256_slli_epi64(_mm256_castpd_si256(k), 52),
+                                    _mm256_set1_epi64x(0x3ff0000000000000ll));
+    __m256d r = _mm256_mul_pd(m, _mm256_and_pd(_mm256_castsi256_pd(pow2), fast));
+    if (ENGRAM_LIKELY(lanes == 0xF)) return r;
+    /* NaN in, NaN out without the element path (missing values stay fast) */
+    __m256d nan_in = _mm256_cmp_pd(y, s, _CMP_UNORD_Q);
+    r = _mm256_blendv_pd(r, _mm256_add_pd(y, s), nan_in);
+    lanes |= _mm256_movemask_pd(nan_in);
+    if (lanes == 0xF) return r;
+    double yb[4], sb[4], rb[4];
+    _mm256_storeu_pd(yb, y);
+    _mm256_storeu_pd(sb, s);
+    _mm256_storeu_pd(rb, r);
+    for (int l = 0; l < 4; l++)
+        if (!(lanes >> l & 1)) rb[l] = engram_decay_exp_f64_lane(yb[l], sb[l]);
+    return _mm256_loadu_pd(rb);
+}
+
+DECAY2_INLINE void decay2_exp_f64_body(const engram_decay_params *p, const engram_decay_block *b,
+                                       int age_type, int stability_broadcast) {
+    double *out = b->out;
+    const double *str = b->strength, *stab = b->stability;
+    const __m256d stab_b = _mm256_set1_pd(p->stability_f64);
+    for (size_t i = 0; i < b->n; i += 4) {
+        __m256d a = decay2_ages_pd(b->age, i, age_type, p->age_f64);
+        __m256d S = stability_broadcast ? stab_b : _mm256_loadu_pd(stab + i);
+        _mm256_storeu_pd(out + i, decay2_exp_pd(_mm256_div_pd(a, S), _mm256_loadu_pd(str + i)));
+    }
+}
+
+static void decay_exp_f64_avx2(const engram_decay_params *p, const engram_decay_block *b) {
+    DECAY2_DISPATCH(decay2_exp_f64_body, p, b);
+}
+
+/* ---- float32 power, in float64 ---- */
+
+/*
+ * log(u) for u >= 1 to ~2^-35 absolute: u = 2^k z, z in [sqrt(1/2), sqrt(2)),
+ * log(z) = 2 atanh(s), s = (z - 1) / (z + 1).
+ */
+DECAY2_INLINE __m256d decay2_log_pd(__m256d u) {
+    __m256i ix = _mm256_castpd_si256(u);
+    __m256i tmp = _mm256_sub_epi64(ix, _mm256_set1_epi64x((long long)DECAY_POW_LOG_OFFSET));
+    __m256i k = _mm256_srli_epi64(tmp, 52); /* u >= 1: tmp > 0 */
+    __m256i iz = _mm256_sub_epi64(
+        ix, _mm256_and_si256(tmp, _mm256_set1_epi64x((long long)0xfff0000000000000ull)));
+    __m256d kd = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(k, _mm256_castpd_si256(_mm256_set1_pd(0x1p52)))),
+        _mm256_set1_pd(0x1p52));
+    __m256d f = _mm256_sub_pd(_mm256_castsi256_pd(iz), _mm256_set1_pd(1.0));
+    /* s = f / (2 + f): rcpps (2^-12) and two Newton steps (2^-48) beat vdivpd's throughput */
+    __m256d d = _mm256_add_pd(f, _mm256_set1_pd(2.0));
+    __m256d r = _mm256_cvtps_pd(_mm_rcp_ps(_mm256_cvtpd_ps(d)));
+    r = _mm256_fmadd_pd(r, _mm256_fnmadd_pd(d, r, _mm256_set1_pd(1.0)), r);
+    r = _mm256_fmadd_pd(r, _mm256_fnmadd_pd(d, r, _mm256_set1_pd(1.0)), r);
+    __m256d s = _mm256_mul_pd(f, r);
+    __m256d s2 = _mm256_mul_pd(s, s);
+    __m256d P = _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 11), s2, _mm256_set1_pd(1.0 / 9));
+    P = _mm256_fmadd_pd(P, s2, _mm256_set1_pd(1.0 / 7));
+    P = _mm256_fmadd_pd(P, s2, _mm256_set1_pd(1.0 / 5));
+    P = _mm256_fmadd_pd(P, s2, _mm256_set1_pd(1.0 / 3));
+    __m256d ts = _mm256_add_pd(s, s);
+    __m256d log1p = _mm256_fmadd_pd(_mm256_mul_pd(ts, s2), P, ts);
+    return _mm256_fmadd_pd(kd, _mm256_set1_pd(0x1.62e42fefa39efp-1), log1p);
+}
+
+/* exp(-power * L) for L >= 0 to ~2^-37: Cody-Waite and a degree-9 Taylor polynomial. */
+DECAY2_INLINE __m256d decay2_exp_neg_pd(__m256d L, __m256d neg_power, __m256d l_max) {
+    const __m256d shifter = _mm256_set1_pd(DECAY_F64_SHIFTER);
+    __m256d Y = _mm256_mul_pd(_mm256_min_pd(L, l_max), neg_power); /* >= -700 */
+    __m256d k = _mm256_fmadd_pd(Y, _mm256_set1_pd(DECAY_F64_LOG2E), shifter);
+    __m256d N = _mm256_sub_pd(k, shifter);
+    __m256d w = _mm256_fmadd_pd(N, _mm256_set1_pd(-0x1.62e42fefa39efp-1), Y);
+    __m256d P = _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 362880), w, _mm256_set1_pd(1.0 / 40320));
+    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0 / 5040));
+    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0 / 720));
+    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0 / 120));
+    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0 / 24));
+    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0 / 6));
+    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(0.5));
+    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0));
+    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0));
+    __m256i pow2 = _mm256_add_epi64(_mm256_slli_epi64(_mm256_castpd_si256(k), 52),
+                                    _mm256_set1_epi64x(0x3ff0000000000000ll));
+    return _mm256_mul_pd(P, _mm256_castsi256_pd(pow2));
+}
+
+typedef struct decay2_pow_consts {
+    __m256d factor, factor_over_stability, neg_power, l_max;
+} decay2_pow_consts;
+
+/* 1 / sqrt(u) for 1 <= u < 2^100: rsqrtps (2^-12) and two Newton steps in float64. */
+DECAY2_INLINE __m256d decay2_rsqrt_pd(__m256d u) {
+    __m256d half_u = _mm256_mul_pd(u, _mm256_set1_pd(0.5));
+    __m256d r = _mm256_cvtps_pd(_mm_rsqrt_ps(_mm256_cvtpd_ps(u)));
+    __m256d e = _mm256_fnmadd_pd(_mm256_mul_pd(half_u, r), r, _mm256_set1_pd(0.5));
+    r = _mm256_fmadd_pd(r, e, r);
+    e = _mm256_fnmadd_pd(_mm256_mul_pd(half_u, r), r, _mm256_set1_pd(0.5));
+    return _mm256_fmadd_pd(r, e, r);
+}
+
+/*
+ * 4 lanes of strength * u^-power, u = 1 + factor (a / S) with q = a / S the
+ * float32 quotient when power <= 1 (<= power ulp, decay_internal.h), else
+ * a float64 division; *ok: bit set for lanes with 1 <= u < 2^100.
+ */
+DECAY2_INLINE __m128 decay2_pow_quarter(__m128 a, __m128 S, __m128 q, __m128 s,
+                                        const decay2_pow_consts *c, int stability_broadcast,
+                                        int half_power, int float_quotient, int *ok) {
+    const __m256d one = _mm256_set1_pd(1.0);
+    __m256d u;
+    if (stability_broadcast)
+        u = _mm256_fmadd_pd(_mm256_cvtps_pd(a), c->factor_over_stability, one);
+    else if (float_quotient)
+        u = _mm256_fmadd_pd(_mm256_cvtps_pd(q), c->factor, one);
+    else
+        u = _mm256_add_pd(
+            _mm256_div_pd(_mm256_mul_pd(_mm256_cvtps_pd(a), c->factor), _mm256_cvtps_pd(S)), one);
+    *ok = _mm256_movemask_pd(_mm256_and_pd(_mm256_cmp_pd(u, one, _CMP_GE_OQ),
+                                           _mm256_cmp_pd(u, _mm256_set1_pd(0x1p100), _CMP_LT_OQ)));
+    __m256d P = half_power ? decay2_rsqrt_pd(u)
+                           : decay2_exp_neg_pd(decay2_log_pd(u), c->neg_power, c->l_max);
+    return _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(s), P));
+}
+
+DECAY2_INLINE __m256 decay2_pow_ps(__m256 a, __m256 S, __m256 s, const engram_decay_params *p,
+                                   const decay2_pow_consts *c, int stability_broadcast,
+                                   int half_power, int float_quotient) {
+    int ok_lo, ok_hi;
+    /* the divider is otherwise idle here: one float32 division for 8 quotients */
+    __m256 q = float_quotient && !stability_broadcast ? _mm256_div_ps(a, S) : a;
+    __m128 lo = decay2_pow_quarter(_mm256_castps256_ps128(a), _mm256_castps256_ps128(S),
+                                   _mm256_castps256_ps128(q), _mm256_castps256_ps128(s), c,
+                                   stability_broadcast, half_power, float_quotient, &ok_lo);
+    __m128 hi = decay2_pow_quarter(_mm256_extractf128_ps(a, 1), _mm256_extractf128_ps(S, 1),
+                                   _mm256_extractf128_ps(q, 1), _mm256_extractf128_ps(s, 1), c,
+                                   stability_broadcast, half_power, float_quotient, &ok_hi);
+    __m256 r = _mm256_set_m128(hi, lo);
+    __m256 abs_s = _mm256_and_ps(s, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+    int inf_s = _mm256_movemask_ps(_mm256_cmp_ps(abs_s, _mm256_set1_ps(INFINITY), _CMP_EQ_OQ));
+    int ok = (ok_lo | ok_hi << 4) & ~inf_s;
+    if (ENGRAM_LIKELY(ok == 0xFF)) return r;
+    float ab[8], Sb[8], sb[8], rb[8];
+    _mm256_storeu_ps(ab, a);
+    _mm256_storeu_ps(Sb, S);
+    _mm256_storeu_ps(sb, s);
+    _mm256_storeu_ps(rb, r);
+    for (int l = 0; l < 8; l++)
+        if (!(ok >> l & 1))
+            rb[l] = engram_decay_power_f32_lane(ab[l], Sb[l], sb[l], p->power, p->factor);
+    return _mm256_loadu_ps(rb);
+}
+
+DECAY2_INLINE void decay2_power_f32_body2(const engram_decay_params *p,
+                                          const engram_decay_block *b, int age_type,
+                                          int stability_broadcast, int half_power,
+                                          int float_quotient) {
+    const size_t n = b->n;
+    float *out = b->out;
+    const float *str = b->strength, *stab = b->stability;
+    const void *age = b->age;
+    const __m256 stab_b = _mm256_set1_ps(p->stability_f32);
+    const float age_b = p->age_f32;
+    decay2_pow_consts c;
+    c.factor = _mm256_set1_pd(p->factor);
+    c.factor_over_stability = _mm256_set1_pd(p->factor / (double)p->stability_f32);
+    c.neg_power = _mm256_set1_pd(-p->power);
+    c.l_max = _mm256_set1_pd(-DECAY_POW_Y_MIN / p->power);
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 a = decay2_ages_ps(age, i, age_type, age_b);
+        __m256 S = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
+        _mm256_storeu_ps(out + i, decay2_pow_ps(a, S, _mm256_loadu_ps(str + i), p, &c,
+                                                stability_broadcast, half_power, float_quotient));
+    }
+}
+
+/* power 0.5 (the FSRS curve) needs no logarithm: 1 / sqrt(u). */
+DECAY2_INLINE void decay2_power_f32_body(const engram_decay_params *p, const engram_decay_block *b,
+                                         int age_type, int stability_broadcast) {
+    if (p->power == 0.5) decay2_power_f32_body2(p, b, age_type, stability_broadcast, 1, 1);
+    else if (p->power <= 1.0) decay2_power_f32_body2(p, b, age_type, stability_broadcast, 0, 1);
+    else decay2_power_f32_body2(p, b, age_type, stability_broadcast, 0, 0);
+}
+
+static void decay_power_f32_avx2(const engram_decay_params *p, const engram_decay_block *b) {
+    DECAY2_DISPATCH(decay2_power_f32_body, p, b);
+}
+
+/* ---- validation ---- */
+
+/* Validation by a scan of the block just ahead of the computation (in cache). */
+static size_t decay_power_f32_checked_avx2(const engram_decay_params *p, const engram_decay_block *b) {
+    size_t bad = engram_decay_first_invalid_block(p, b);
+    if (bad < b->n) return bad;
+    decay_power_f32_avx2(p, b);
+    return b->n;
+}
+
+static size_t decay_first_invalid_f32_avx2(const float *age, const float *stab, size_t n) {
+    const __m256 zero = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 bad = zero;
+        if (age) bad = _mm256_cmp_ps(_mm256_loadu_ps(age + i), zero, _CMP_NGE_UQ);
+        if (stab) bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_loadu_ps(stab + i), zero, _CMP_NGT_UQ));
+        int lanes = _mm256_movemask_ps(bad);
+        if (lanes) return i + (size_t)__builtin_ctz((unsigned)lanes);
+    }
+    for (; i < n; i++)
+        if ((age && !(age[i] >= 0.0f)) || (stab && !(stab[i] > 0.0f))) return i;
+    return n;
+}
+
+static size_t decay_first_invalid_f64_avx2(const double *age, const double *stab, size_t n) {
+    const __m256d zero = _mm256_setzero_pd();
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d bad = zero;
+        if (age) bad = _mm256_cmp_pd(_mm256_loadu_pd(age + i), zero, _CMP_NGE_UQ);
+        if (stab) bad = _mm256_or_pd(bad, _mm256_cmp_pd(_mm256_loadu_pd(stab + i), zero, _CMP_NGT_UQ));
+        int lanes = _mm256_movemask_pd(bad);
+        if (lanes) return i + (size_t)__builtin_ctz((unsigned)lanes);
+    }
+    for (; i < n; i++)
+        if ((age && !(age[i] >= 0.0)) || (stab && !(stab[i] > 0.0))) return i;
+    return n;
+}
+
 const engram_decay_ops engram_decay_ops_avx2 = {
     .level = "avx2",
+    .exp_f32 = decay_exp_f32_avx2,
+    .power_f32 = decay_power_f32_avx2,
+    .exp_f64 = decay_exp_f64_avx2,
+    .power_f64 = engram_decay_power_f64_generic,
+    .exp_f32_checked = decay_exp_f32_checked_avx2,
+    .power_f32_checked = decay_power_f32_checked_avx2,
+    .first_invalid_f32 = decay_first_invalid_f32_avx2,
+    .first_invalid_f64 = decay_first_invalid_f64_avx2,
 };
 
 /* ==== end decay ==== */
