@@ -274,9 +274,197 @@ struct engram_similarity_ops {
 
 /* ---- spread (spread.c, simd/) --------------------------------------- */
 
+/*
+ * Semantics (DESIGN.md, "Spreading activation"): from the seeds, each hop
+ * sends decay_k * w~(u, v) * pulse[u] along every out-edge of every node of
+ * the frontier; a node whose incoming pulse is > 0 and >= threshold (and,
+ * unless revisit, has not fired before) fires: its total is combined with
+ * the pulse and it joins the next frontier.  Pulses and totals are kept in
+ * float64; the result is rounded to float32 once, at the end.
+ *
+ * A hop either pushes over the out-edges of a sparse frontier (CSR, cost
+ * proportional to the edges reached) or, when the frontier's out-edges are
+ * a large share of all edges, pulls over the pull layout below (every row
+ * sums its in-edges; no scatter, no per-edge bookkeeping).
+ */
+
+typedef enum engram_spread_weight_type {
+    ENGRAM_SPREAD_UNWEIGHTED = 0, /* every edge weighs 1 */
+    ENGRAM_SPREAD_F32 = 1,
+    ENGRAM_SPREAD_F64 = 2
+} engram_spread_weight_type;
+
+typedef enum engram_spread_combine {
+    ENGRAM_SPREAD_SUM = 0,
+    ENGRAM_SPREAD_MAX = 1
+} engram_spread_combine;
+
+typedef enum engram_spread_direction {
+    ENGRAM_SPREAD_AUTO = 0, /* per hop, by the frontier's share of the edges */
+    ENGRAM_SPREAD_PUSH = 1,
+    ENGRAM_SPREAD_PULL = 2
+} engram_spread_direction;
+
+/* Rows per chunk of the pull layout (one chunk = one 8-lane float64 vector). */
+#define ENGRAM_SPREAD_LANES 8
+/* Largest node count the pull layout can number (row n is the zero pulse). */
+#define ENGRAM_SPREAD_PULL_MAX_NODES ((size_t)INT32_MAX - 2 * ENGRAM_SPREAD_LANES)
+
+/*
+ * Pull layout: the transpose in sliced ELLPACK form (SELL-8-sigma).  Nodes
+ * are renumbered into rows sorted by in-degree within windows of sigma
+ * nodes, so the 8 rows of a chunk have nearly equal lengths (little
+ * padding) and a row's node is near the row.  Chunk c holds rows 8c..8c+7;
+ * slot j of lane l is at chunk_offset[c] + 8 j + l and names the source by
+ * its row (padding: row n, whose pulse is always 0).  A dense hop therefore
+ * reads pulses and writes results in row order, sequentially, and sums 8
+ * rows at once with no branch per row.
+ */
+typedef struct engram_spread_pull {
+    size_t n_chunks;
+    const int32_t *row_node;     /* n: node of each row */
+    const int32_t *node_row;     /* n: row of each node */
+    const int64_t *chunk_offset; /* n_chunks + 1, in slots */
+    const int32_t *chunk_length; /* n_chunks: slots per lane */
+    const int32_t *sources;      /* chunk_offset[n_chunks]: source row of each slot */
+    const void *weights;         /* each slot's weight (graph's type; padding 0), NULL if unweighted */
+    /* by row, 8 n_chunks entries (padding rows 0): */
+    const double *row_scale;     /* source_scale, or NULL */
+    const uint32_t *row_degree;  /* out-degree, saturated (for the direction choice) */
+} engram_spread_pull;
+
+typedef struct engram_spread_graph {
+    size_t n, nnz;
+    int index64;                    /* indptr and indices are int64 (else int32) */
+    const void *indptr;             /* n + 1 */
+    const void *indices;            /* nnz: target of each out-edge, CSR order */
+    engram_spread_weight_type weight_type;
+    const void *weights;            /* nnz, or NULL when unweighted */
+    const double *source_scale;     /* n: factor on all a node sends (normalize="out"), or NULL */
+    const engram_spread_pull *pull; /* NULL: not built; hops push */
+    int pull_possible;              /* a pull layout can be built for this graph */
+} engram_spread_graph;
+
+typedef enum engram_spread_seed_type {
+    ENGRAM_SPREAD_SEEDS_SPARSE = 0, /* one row: ids[count], values[count] */
+    ENGRAM_SPREAD_SEEDS_F32 = 1,    /* rows x n, row_stride elements apart */
+    ENGRAM_SPREAD_SEEDS_F64 = 2
+} engram_spread_seed_type;
+
+typedef struct engram_spread_seeds {
+    engram_spread_seed_type type;
+    size_t rows;
+    int batch; /* rows came as a 2-d array (for messages) */
+    const void *data;
+    ptrdiff_t row_stride;
+    size_t count;
+    const int64_t *ids; /* distinct, in [0, n) */
+    const double *values;
+} engram_spread_seeds;
+
+typedef struct engram_spread_options {
+    size_t max_depth;
+    double decay;                /* every hop's factor, unless decay_per_hop */
+    const double *decay_per_hop; /* max_depth factors, or NULL */
+    double threshold;
+    engram_spread_combine combine;
+    int revisit;
+    engram_spread_direction direction;
+    double pull_fraction; /* auto: pull when the frontier's out-edges exceed this share of nnz */
+    int threads;          /* 0: automatic */
+    int out_is_fresh;     /* out may be written before every row is validated */
+} engram_spread_options;
+
+/* Default share of the edges above which a hop pulls (measured crossover). */
+#define ENGRAM_SPREAD_PULL_FRACTION 0.05
+
+typedef struct engram_spread_classify {
+    double threshold;
+    double send;              /* decay of the next hop */
+    const double *row_scale;  /* or NULL */
+    const uint32_t *row_degree;
+    engram_spread_combine combine;
+    int revisit;
+    double *total;            /* by row */
+    uint8_t *fired;           /* bit l of byte c: row 8c + l has fired */
+    double *pulse_next;       /* by row: what the row sends next hop (0 if it did not fire) */
+} engram_spread_classify;
+
+/* x[8 (c - c0) + l]: sum (or max) over row 8c + l's slots of weight * pulse[source]. */
+typedef void (*engram_spread_pull_fn)(const engram_spread_pull *p, const double *pulse,
+                                      size_t c0, size_t c1, double *x);
+
 struct engram_spread_ops {
     const char *level;
+    /* pull[combine][weight type] */
+    engram_spread_pull_fn pull[2][3];
+    /*
+     * Rows of chunks [c0, c1) whose x fires: total combined, fired bit set,
+     * pulse_next = x * send * row_scale (else 0).  Returns how many fired
+     * and adds their out-degrees to *edges.
+     */
+    size_t (*classify)(const engram_spread_classify *k, size_t c0, size_t c1, const double *x,
+                       uint64_t *edges);
+    /*
+     * out[i] = (float)s[i] for i < n, and the ids of s[i] > 0 && s[i] >=
+     * threshold appended to ids (*count of them), stopping at the first s[i]
+     * that is negative, NaN or infinite: returns its index, or n.  For float32
+     * seeds the threshold is the smallest float32 >= the float64 threshold.
+     */
+    size_t (*select_f32)(const float *s, size_t n, float threshold, float *out, int64_t *ids,
+                         size_t *count);
+    size_t (*select_f64)(const double *s, size_t n, double threshold, float *out, int64_t *ids,
+                         size_t *count);
+    /* First index whose value is negative, NaN or infinite, or n. */
+    size_t (*first_bad_f32)(const float *s, size_t n);
+    size_t (*first_bad_f64)(const double *s, size_t n);
 };
+
+/* The scalar primitives: the spec, and what a SIMD level uses where it has nothing faster. */
+void engram_spread_pull_sum_unweighted_scalar(const engram_spread_pull *, const double *, size_t,
+                                              size_t, double *);
+void engram_spread_pull_sum_f32_scalar(const engram_spread_pull *, const double *, size_t, size_t,
+                                       double *);
+void engram_spread_pull_sum_f64_scalar(const engram_spread_pull *, const double *, size_t, size_t,
+                                       double *);
+void engram_spread_pull_max_unweighted_scalar(const engram_spread_pull *, const double *, size_t,
+                                              size_t, double *);
+void engram_spread_pull_max_f32_scalar(const engram_spread_pull *, const double *, size_t, size_t,
+                                       double *);
+void engram_spread_pull_max_f64_scalar(const engram_spread_pull *, const double *, size_t, size_t,
+                                       double *);
+size_t engram_spread_classify_scalar(const engram_spread_classify *, size_t, size_t,
+                                     const double *, uint64_t *);
+size_t engram_spread_select_f32_scalar(const float *, size_t, float, float *, int64_t *, size_t *);
+size_t engram_spread_select_f64_scalar(const double *, size_t, double, float *, int64_t *,
+                                       size_t *);
+size_t engram_spread_first_bad_f32_scalar(const float *, size_t);
+size_t engram_spread_first_bad_f64_scalar(const double *, size_t);
+
+/*
+ * Spread rows of seeds over g into out (rows x n float32, out_row_stride
+ * elements apart).  Everything is validated before out is written (unless
+ * opt->out_is_fresh).  When a hop should pull (auto, or forced) but g->pull
+ * is NULL while g->pull_possible, returns ENGRAM_OK with *wants_pull = 1
+ * and out unspecified: build the layout and call again.  *edges (if not
+ * NULL) receives the number of edge slots visited.
+ */
+engram_status engram_spread_run(engram_arena *arena, const engram_spread_graph *g,
+                                const engram_spread_seeds *seeds, const engram_spread_options *opt,
+                                float *out, ptrdiff_t out_row_stride, int *wants_pull,
+                                uint64_t *edges);
+
+/* Pull layout, step 1: rows (sorted by in-degree in windows of sigma), chunk lengths and
+ * offsets, row degrees.  chunk_offset[n_chunks] is the slot count step 2 needs. */
+engram_status engram_spread_pull_plan(engram_arena *arena, const engram_spread_graph *g,
+                                      size_t sigma, int32_t *row_node, int32_t *node_row,
+                                      int32_t *chunk_length, int64_t *chunk_offset,
+                                      uint32_t *row_degree /* 8 n_chunks */);
+/* Step 2: each slot's source row and (if weights_out) weight, from the CSR of g;
+ * g->weights and g->weight_type give the weights to lay out. */
+engram_status engram_spread_pull_fill(engram_arena *arena, const engram_spread_graph *g,
+                                      const int32_t *node_row, const int64_t *chunk_offset,
+                                      size_t n_chunks, int32_t *sources, void *weights_out);
 
 /* ---- end spread ----------------------------------------------------- */
 

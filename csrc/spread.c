@@ -1,9 +1,829 @@
 /*
- * spread: entry points and the scalar primitive table (the spec every SIMD
- * level must match).
+ * spread: spreading activation over a weighted directed graph.
+ *
+ * Entry points (engram_spread_run, the pull-layout builders) and the scalar
+ * primitive table, which is the spec every SIMD level must match.
+ *
+ * One row of seeds is spread by one worker with its own scratch:
+ *   node space  state[v] bits, total[v] (valid where TOTAL is set, or for
+ *               every node once dense_total), the frontier as a list of
+ *               (node, what it sends), and for a push hop the accumulator
+ *               nxt[v] with the list of nodes it touched;
+ *   row space   while hops pull: total, pulse and fired bits by row of the
+ *               pull layout, so a dense hop reads and writes sequentially.
+ * Switching space costs O(n), which a pull hop costs anyway.
  */
 #include "engram.h"
 
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ==================================================================== */
+/* Scalar primitives                                                     */
+/* ==================================================================== */
+
+#define LANES ENGRAM_SPREAD_LANES
+
+/*
+ * One lane's sum runs through its slots in order; the lanes of a chunk are
+ * independent, so the 8 accumulators keep 8 loads in flight with no branch
+ * per row.  Separate multiply and add (no FMA) as the spec.
+ */
+#define DEFINE_PULL_SCALAR(name, weight_t, weight_of, accumulate)                                 \
+    void name(const engram_spread_pull *p, const double *pulse, size_t c0, size_t c1,            \
+              double *x) {                                                                        \
+        const weight_t *weights = (const weight_t *)p->weights;                                   \
+        (void)weights;                                                                            \
+        for (size_t c = c0; c < c1; c++) {                                                        \
+            double acc[LANES] = {0, 0, 0, 0, 0, 0, 0, 0};                                          \
+            const int64_t base = p->chunk_offset[c];                                              \
+            const int32_t *src = p->sources + base;                                               \
+            const size_t length = (size_t)p->chunk_length[c];                                    \
+            for (size_t j = 0; j < length; j++) {                                                 \
+                for (int l = 0; l < LANES; l++) {                                                 \
+                    const size_t slot = j * LANES + (size_t)l;                                    \
+                    const double term = weight_of(slot) * pulse[src[slot]];                       \
+                    accumulate(acc[l], term);                                                     \
+                }                                                                                 \
+            }                                                                                     \
+            for (int l = 0; l < LANES; l++) x[(c - c0) * LANES + (size_t)l] = acc[l];             \
+        }                                                                                         \
+    }
+
+#define ACC_SUM(a, t) ((a) = (a) + (t))
+#define ACC_MAX(a, t) ((a) = (t) > (a) ? (t) : (a))
+#define W_ONE(slot) 1.0
+#define W_F32(slot) (double)weights[base + (int64_t)(slot)]
+#define W_F64(slot) weights[base + (int64_t)(slot)]
+
+DEFINE_PULL_SCALAR(engram_spread_pull_sum_unweighted_scalar, double, W_ONE, ACC_SUM)
+DEFINE_PULL_SCALAR(engram_spread_pull_sum_f32_scalar, float, W_F32, ACC_SUM)
+DEFINE_PULL_SCALAR(engram_spread_pull_sum_f64_scalar, double, W_F64, ACC_SUM)
+DEFINE_PULL_SCALAR(engram_spread_pull_max_unweighted_scalar, double, W_ONE, ACC_MAX)
+DEFINE_PULL_SCALAR(engram_spread_pull_max_f32_scalar, float, W_F32, ACC_MAX)
+DEFINE_PULL_SCALAR(engram_spread_pull_max_f64_scalar, double, W_F64, ACC_MAX)
+
+size_t engram_spread_classify_scalar(const engram_spread_classify *k, size_t c0, size_t c1,
+                              const double *x, uint64_t *edges) {
+    size_t fired_count = 0;
+    uint64_t edge_sum = 0;
+    for (size_t c = c0; c < c1; c++) {
+        unsigned bits = k->fired[c];
+        for (int l = 0; l < LANES; l++) {
+            const size_t r = c * LANES + (size_t)l;
+            const double v = x[(c - c0) * LANES + (size_t)l];
+            const int fires = v > 0 && v >= k->threshold && (k->revisit || !(bits >> l & 1u));
+            if (fires) {
+                double t = k->total[r];
+                k->total[r] = k->combine == ENGRAM_SPREAD_SUM ? t + v : (v > t ? v : t);
+                bits |= 1u << l;
+                double send = v * k->send;
+                if (k->row_scale) send = send * k->row_scale[r];
+                k->pulse_next[r] = send;
+                fired_count++;
+                edge_sum += k->row_degree[r];
+            } else {
+                k->pulse_next[r] = 0.0;
+            }
+        }
+        k->fired[c] = (uint8_t)bits;
+    }
+    *edges += edge_sum;
+    return fired_count;
+}
+
+/* Finite and >= 0: false for NaN, negatives and infinities. */
+#define SEED_OK_F32(v) ((v) >= 0.0f && (v) <= 3.40282346638528859812e+38f)
+#define SEED_OK_F64(v) ((v) >= 0.0 && (v) <= 1.79769313486231570815e+308)
+
+size_t engram_spread_select_f32_scalar(const float *s, size_t n, float threshold, float *out,
+                                int64_t *ids, size_t *count) {
+    size_t k = *count;
+    for (size_t i = 0; i < n; i++) {
+        const float v = s[i];
+        if (!SEED_OK_F32(v)) {
+            *count = k;
+            return i;
+        }
+        out[i] = v;
+        if (v > 0.0f && v >= threshold) ids[k++] = (int64_t)i;
+    }
+    *count = k;
+    return n;
+}
+
+size_t engram_spread_select_f64_scalar(const double *s, size_t n, double threshold, float *out,
+                                int64_t *ids, size_t *count) {
+    size_t k = *count;
+    for (size_t i = 0; i < n; i++) {
+        const double v = s[i];
+        if (!SEED_OK_F64(v)) {
+            *count = k;
+            return i;
+        }
+        out[i] = (float)v;
+        if (v > 0.0 && v >= threshold) ids[k++] = (int64_t)i;
+    }
+    *count = k;
+    return n;
+}
+
+size_t engram_spread_first_bad_f32_scalar(const float *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!SEED_OK_F32(s[i])) return i;
+    return n;
+}
+
+size_t engram_spread_first_bad_f64_scalar(const double *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!SEED_OK_F64(s[i])) return i;
+    return n;
+}
+
 const engram_spread_ops engram_spread_ops_scalar = {
     .level = "scalar",
+    .pull = {{engram_spread_pull_sum_unweighted_scalar, engram_spread_pull_sum_f32_scalar, engram_spread_pull_sum_f64_scalar},
+             {engram_spread_pull_max_unweighted_scalar, engram_spread_pull_max_f32_scalar, engram_spread_pull_max_f64_scalar}},
+    .classify = engram_spread_classify_scalar,
+    .select_f32 = engram_spread_select_f32_scalar,
+    .select_f64 = engram_spread_select_f64_scalar,
+    .first_bad_f32 = engram_spread_first_bad_f32_scalar,
+    .first_bad_f64 = engram_spread_first_bad_f64_scalar,
 };
+
+/* ==================================================================== */
+/* Pull layout                                                           */
+/* ==================================================================== */
+
+static inline size_t csr_start(const engram_spread_graph *g, size_t u) {
+    return g->index64 ? (size_t)((const int64_t *)g->indptr)[u]
+                      : (size_t)((const int32_t *)g->indptr)[u];
+}
+
+static inline size_t csr_target(const engram_spread_graph *g, size_t e) {
+    return g->index64 ? (size_t)((const int64_t *)g->indices)[e]
+                      : (size_t)((const int32_t *)g->indices)[e];
+}
+
+typedef struct degree_sort_item {
+    int64_t degree;
+    int32_t node;
+} degree_sort_item;
+
+/* Larger in-degree first; ties by node id, so the order is deterministic. */
+static int by_degree_then_node(const void *a, const void *b) {
+    const degree_sort_item *x = a, *y = b;
+    if (x->degree != y->degree) return x->degree > y->degree ? -1 : 1;
+    return (x->node > y->node) - (x->node < y->node);
+}
+
+engram_status engram_spread_pull_plan(engram_arena *arena, const engram_spread_graph *g,
+                                      size_t sigma, int32_t *row_node, int32_t *node_row,
+                                      int32_t *chunk_length, int64_t *chunk_offset,
+                                      uint32_t *row_degree) {
+    const size_t n = g->n;
+    if (n > ENGRAM_SPREAD_PULL_MAX_NODES)
+        return engram_fail(ENGRAM_ERR_VALUE, "the pull layout numbers rows with int32: %zu nodes "
+                                             "are too many", n);
+    const size_t n_chunks = (n + LANES - 1) / LANES;
+    if (sigma < LANES) sigma = LANES;
+    sigma -= sigma % LANES;
+    int64_t *in_degree = engram_arena_alloc(arena, (n + 1) * sizeof *in_degree);
+    degree_sort_item *items = engram_arena_alloc(arena, sigma * sizeof *items);
+    if (in_degree == NULL || items == NULL) return ENGRAM_ERR_NOMEM;
+    memset(in_degree, 0, (n + 1) * sizeof *in_degree);
+    for (size_t e = 0; e < g->nnz; e++) in_degree[csr_target(g, e)]++;
+    for (size_t w0 = 0; w0 < n; w0 += sigma) {
+        const size_t w1 = w0 + sigma < n ? w0 + sigma : n;
+        for (size_t v = w0; v < w1; v++) items[v - w0] = (degree_sort_item){in_degree[v], (int32_t)v};
+        qsort(items, w1 - w0, sizeof *items, by_degree_then_node);
+        for (size_t r = w0; r < w1; r++) {
+            const int32_t v = items[r - w0].node;
+            row_node[r] = v;
+            node_row[v] = (int32_t)r;
+            const size_t out_degree = csr_start(g, (size_t)v + 1) - csr_start(g, (size_t)v);
+            row_degree[r] = out_degree > UINT32_MAX ? UINT32_MAX : (uint32_t)out_degree;
+        }
+    }
+    for (size_t r = n; r < n_chunks * LANES; r++) row_degree[r] = 0;
+    int64_t offset = 0;
+    for (size_t c = 0; c < n_chunks; c++) {
+        /* rows are sorted within windows that are whole chunks: lane 0 is the longest */
+        const int64_t length = in_degree[row_node[c * LANES]];
+        if (length > INT32_MAX)
+            return engram_fail(ENGRAM_ERR_VALUE, "node %d has %lld in-edges, more than the pull "
+                                                 "layout's int32 lengths hold",
+                               (int)row_node[c * LANES], (long long)length);
+        chunk_length[c] = (int32_t)length;
+        chunk_offset[c] = offset;
+        offset += length * LANES;
+    }
+    chunk_offset[n_chunks] = offset;
+    return ENGRAM_OK;
+}
+
+engram_status engram_spread_pull_fill(engram_arena *arena, const engram_spread_graph *g,
+                                      const int32_t *node_row, const int64_t *chunk_offset,
+                                      size_t n_chunks, int32_t *sources, void *weights_out) {
+    const size_t n = g->n;
+    const size_t slots = (size_t)chunk_offset[n_chunks];
+    int64_t *filled = engram_arena_alloc(arena, (n + 1) * sizeof *filled);
+    if (filled == NULL) return ENGRAM_ERR_NOMEM;
+    memset(filled, 0, (n + 1) * sizeof *filled);
+    if (sources)
+        for (size_t i = 0; i < slots; i++) sources[i] = (int32_t)n;
+    if (weights_out) {
+        if (g->weight_type == ENGRAM_SPREAD_F32) memset(weights_out, 0, slots * sizeof(float));
+        else memset(weights_out, 0, slots * sizeof(double));
+    }
+    for (size_t u = 0; u < n; u++) {
+        const size_t e0 = csr_start(g, u), e1 = csr_start(g, u + 1);
+        const int32_t source_row = node_row[u];
+        for (size_t e = e0; e < e1; e++) {
+            const int32_t r = node_row[csr_target(g, e)];
+            const size_t c = (size_t)r / LANES, lane = (size_t)r % LANES;
+            const size_t slot = (size_t)chunk_offset[c] + (size_t)filled[r]++ * LANES + lane;
+            if (sources) sources[slot] = source_row;
+            if (weights_out) {
+                if (g->weight_type == ENGRAM_SPREAD_F32)
+                    ((float *)weights_out)[slot] = ((const float *)g->weights)[e];
+                else
+                    ((double *)weights_out)[slot] = ((const double *)g->weights)[e];
+            }
+        }
+    }
+    return ENGRAM_OK;
+}
+
+/* ==================================================================== */
+/* The spread                                                            */
+/* ==================================================================== */
+
+enum {
+    FIRED = 1,  /* in some frontier so far */
+    TOTAL = 2,  /* total[v] is valid (and v is on total_list) */
+    QUEUED = 4  /* touched by the current push hop: nxt[v] is valid */
+};
+
+/* Chunks pulled per block: x stays in L1 between pull and classify. */
+#define PULL_BLOCK 64
+
+typedef struct spread_scratch {
+    uint8_t *state;       /* n */
+    double *nxt;          /* n */
+    double *total;        /* n */
+    int64_t *front_ids;   /* n: frontier nodes */
+    double *front_send;   /* n: what each sends (pulse * decay * scale) */
+    int64_t *work_ids;    /* n: nodes a push touched, then compacted into the next frontier */
+    double *work_send;    /* n */
+    int64_t *total_list;  /* n: nodes with TOTAL set */
+    /* row space, when the graph has a pull layout */
+    double *total_row;    /* rows_padded */
+    double *pulse;        /* rows_padded + 8: pulse[n] stays 0 */
+    double *pulse_next;
+    double *x;            /* PULL_BLOCK * LANES */
+    uint8_t *fired;       /* n_chunks */
+} spread_scratch;
+
+typedef struct spread_ctx {
+    const engram_spread_graph *g;
+    const engram_spread_seeds *seeds;
+    const engram_spread_options *opt;
+    const engram_spread_ops *ops;
+    float *out;
+    ptrdiff_t out_row_stride;
+    float threshold_f32;
+    int validate_rows; /* the select pass validates (out is fresh) */
+    spread_scratch *scratch; /* one per worker */
+    size_t next_row;     /* atomic: rows are handed out in order */
+    int abort;           /* atomic: a row wants the pull layout, or failed */
+    int wants_pull;
+    size_t bad_row;      /* atomic: smallest row with a bad seed */
+    uint64_t edges;      /* atomic */
+} spread_ctx;
+
+static inline double decay_of_hop(const engram_spread_options *opt, size_t k) {
+    /* k counts from 1 */
+    return opt->decay_per_hop ? opt->decay_per_hop[k - 1] : opt->decay;
+}
+
+static inline double seed_value(const spread_ctx *ctx, size_t row, size_t v) {
+    const engram_spread_seeds *s = ctx->seeds;
+    if (s->type == ENGRAM_SPREAD_SEEDS_F32)
+        return (double)((const float *)s->data)[(ptrdiff_t)row * s->row_stride + (ptrdiff_t)v];
+    if (s->type == ENGRAM_SPREAD_SEEDS_F64)
+        return ((const double *)s->data)[(ptrdiff_t)row * s->row_stride + (ptrdiff_t)v];
+    return 0.0; /* sparse seeds are all on total_list from the start */
+}
+
+static inline double combine(engram_spread_combine how, double total, double x) {
+    return how == ENGRAM_SPREAD_SUM ? total + x : (x > total ? x : total);
+}
+
+/* ---- push hops, one per (index type, weight type, combine) ---- */
+
+#define DEFINE_PUSH(name, index_t, weight_t, weight_of, accumulate)                              \
+    static uint64_t name(const engram_spread_graph *g, const int64_t *ids, const double *send,  \
+                         size_t count, uint8_t *state, double *nxt, int64_t *touched,            \
+                         size_t *n_touched) {                                                    \
+        const index_t *indptr = (const index_t *)g->indptr;                                      \
+        const index_t *indices = (const index_t *)g->indices;                                    \
+        const weight_t *weights = (const weight_t *)g->weights;                                  \
+        (void)weights;                                                                           \
+        size_t nt = *n_touched;                                                                  \
+        uint64_t edges = 0;                                                                      \
+        for (size_t i = 0; i < count; i++) {                                                     \
+            const int64_t u = ids[i];                                                            \
+            const double s = send[i];                                                            \
+            const index_t e0 = indptr[u], e1 = indptr[u + 1];                                    \
+            edges += (uint64_t)(e1 - e0);                                                        \
+            for (index_t e = e0; e < e1; e++) {                                                  \
+                const index_t v = indices[e];                                                    \
+                const double c = weight_of(e) * s;                                               \
+                if (state[v] & QUEUED) {                                                         \
+                    accumulate(nxt[v], c);                                                       \
+                } else {                                                                         \
+                    state[v] |= QUEUED;                                                          \
+                    nxt[v] = c;                                                                  \
+                    touched[nt++] = (int64_t)v;                                                  \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+        *n_touched = nt;                                                                         \
+        return edges;                                                                            \
+    }
+
+#define PW_ONE(e) 1.0
+#define PW_F32(e) (double)weights[e]
+#define PW_F64(e) weights[e]
+
+DEFINE_PUSH(push_sum_i32_one, int32_t, double, PW_ONE, ACC_SUM)
+DEFINE_PUSH(push_sum_i32_f32, int32_t, float, PW_F32, ACC_SUM)
+DEFINE_PUSH(push_sum_i32_f64, int32_t, double, PW_F64, ACC_SUM)
+DEFINE_PUSH(push_max_i32_one, int32_t, double, PW_ONE, ACC_MAX)
+DEFINE_PUSH(push_max_i32_f32, int32_t, float, PW_F32, ACC_MAX)
+DEFINE_PUSH(push_max_i32_f64, int32_t, double, PW_F64, ACC_MAX)
+DEFINE_PUSH(push_sum_i64_one, int64_t, double, PW_ONE, ACC_SUM)
+DEFINE_PUSH(push_sum_i64_f32, int64_t, float, PW_F32, ACC_SUM)
+DEFINE_PUSH(push_sum_i64_f64, int64_t, double, PW_F64, ACC_SUM)
+DEFINE_PUSH(push_max_i64_one, int64_t, double, PW_ONE, ACC_MAX)
+DEFINE_PUSH(push_max_i64_f32, int64_t, float, PW_F32, ACC_MAX)
+DEFINE_PUSH(push_max_i64_f64, int64_t, double, PW_F64, ACC_MAX)
+
+typedef uint64_t (*push_fn)(const engram_spread_graph *, const int64_t *, const double *, size_t,
+                            uint8_t *, double *, int64_t *, size_t *);
+
+/* [index64][combine][weight type] */
+static const push_fn push_table[2][2][3] = {
+    {{push_sum_i32_one, push_sum_i32_f32, push_sum_i32_f64},
+     {push_max_i32_one, push_max_i32_f32, push_max_i32_f64}},
+    {{push_sum_i64_one, push_sum_i64_f32, push_sum_i64_f64},
+     {push_max_i64_one, push_max_i64_f32, push_max_i64_f64}},
+};
+
+/* ---- one row ---- */
+
+typedef struct row_run {
+    spread_ctx *ctx;
+    spread_scratch *s;
+    size_t row;
+    size_t n_total;     /* length of total_list */
+    int dense_total;    /* total[] is valid for every node */
+    int in_rows;        /* the state lives in row space */
+    size_t front_count; /* frontier size (node space: list length; row space: fired rows) */
+    uint64_t front_edges;
+    uint64_t edges;     /* slots visited */
+} row_run;
+
+static inline size_t out_degree(const engram_spread_graph *g, size_t v) {
+    return csr_start(g, v + 1) - csr_start(g, v);
+}
+
+/* v fires with incoming pulse x (node space). */
+static inline void fire_node(row_run *rr, size_t v, double x) {
+    spread_scratch *s = rr->s;
+    const engram_spread_options *opt = rr->ctx->opt;
+    if (!rr->dense_total && !(s->state[v] & TOTAL)) {
+        s->total[v] = seed_value(rr->ctx, rr->row, v);
+        s->state[v] |= TOTAL;
+        s->total_list[rr->n_total++] = (int64_t)v;
+    }
+    s->total[v] = combine(opt->combine, s->total[v], x);
+    s->state[v] |= FIRED;
+}
+
+static inline double send_of(const engram_spread_graph *g, size_t v, double x, double decay) {
+    double send = x * decay;
+    if (g->source_scale) send = send * g->source_scale[v];
+    return send;
+}
+
+/* Node space -> row space (before a pull hop). */
+static void to_rows(row_run *rr) {
+    const spread_ctx *ctx = rr->ctx;
+    const engram_spread_graph *g = ctx->g;
+    const engram_spread_pull *p = g->pull;
+    spread_scratch *s = rr->s;
+    const size_t n = g->n, rows_padded = p->n_chunks * LANES;
+    memset(s->pulse, 0, (rows_padded + LANES) * sizeof(double));
+    memset(s->pulse_next, 0, (rows_padded + LANES) * sizeof(double));
+    for (size_t i = 0; i < rr->front_count; i++) s->pulse[p->node_row[s->front_ids[i]]] = s->front_send[i];
+    memset(s->fired, 0, p->n_chunks);
+    for (size_t r = 0; r < n; r++) {
+        const size_t v = (size_t)p->row_node[r];
+        const uint8_t st = s->state[v];
+        s->total_row[r] = (rr->dense_total || (st & TOTAL)) ? s->total[v] : seed_value(ctx, rr->row, v);
+        if (st & FIRED) s->fired[r / LANES] |= (uint8_t)(1u << (r % LANES));
+    }
+    for (size_t r = n; r < rows_padded; r++) s->total_row[r] = 0.0;
+    rr->in_rows = 1;
+}
+
+/* Row space -> node space (before a push hop, with the frontier taken from the pulses). */
+static void to_nodes(row_run *rr) {
+    const engram_spread_graph *g = rr->ctx->g;
+    const engram_spread_pull *p = g->pull;
+    spread_scratch *s = rr->s;
+    size_t count = 0;
+    uint64_t edges = 0;
+    for (size_t r = 0; r < g->n; r++) {
+        const size_t v = (size_t)p->row_node[r];
+        s->total[v] = s->total_row[r];
+        s->state[v] = (uint8_t)(TOTAL | ((s->fired[r / LANES] >> (r % LANES) & 1u) ? FIRED : 0));
+        /* a fired row that sends 0 (no out-weight) pushes nothing: leave it out */
+        if (s->pulse[r] != 0.0) {
+            s->front_ids[count] = (int64_t)v;
+            s->front_send[count] = s->pulse[r];
+            count++;
+            edges += out_degree(g, v);
+        }
+    }
+    rr->front_count = count;
+    rr->front_edges = edges;
+    rr->dense_total = 1;
+    rr->in_rows = 0;
+}
+
+static void push_hop(row_run *rr, size_t k) {
+    const spread_ctx *ctx = rr->ctx;
+    const engram_spread_graph *g = ctx->g;
+    const engram_spread_options *opt = ctx->opt;
+    spread_scratch *s = rr->s;
+    size_t n_touched = 0;
+    rr->edges += push_table[g->index64 ? 1 : 0][opt->combine][g->weight_type](
+        g, s->front_ids, s->front_send, rr->front_count, s->state, s->nxt, s->work_ids,
+        &n_touched);
+    /* classify the touched nodes, compacting the next frontier into the same list */
+    const double decay_next = k < opt->max_depth ? decay_of_hop(opt, k + 1) : 0.0;
+    size_t count = 0;
+    uint64_t edges = 0;
+    for (size_t t = 0; t < n_touched; t++) {
+        const size_t v = (size_t)s->work_ids[t];
+        s->state[v] &= (uint8_t)~QUEUED;
+        const double x = s->nxt[v];
+        if (x > 0 && x >= opt->threshold && (opt->revisit || !(s->state[v] & FIRED))) {
+            fire_node(rr, v, x);
+            s->work_ids[count] = (int64_t)v;
+            s->work_send[count] = send_of(g, v, x, decay_next);
+            count++;
+            edges += out_degree(g, v);
+        }
+    }
+    int64_t *ids = s->front_ids;
+    double *send = s->front_send;
+    s->front_ids = s->work_ids;
+    s->front_send = s->work_send;
+    s->work_ids = ids;
+    s->work_send = send;
+    rr->front_count = count;
+    rr->front_edges = edges;
+}
+
+static void pull_hop(row_run *rr, size_t k) {
+    const spread_ctx *ctx = rr->ctx;
+    const engram_spread_graph *g = ctx->g;
+    const engram_spread_pull *p = g->pull;
+    const engram_spread_options *opt = ctx->opt;
+    const engram_spread_ops *ops = ctx->ops;
+    spread_scratch *s = rr->s;
+    const engram_spread_pull_fn pull = ops->pull[opt->combine][g->weight_type];
+    const engram_spread_classify k_args = {
+        .threshold = opt->threshold,
+        .send = k < opt->max_depth ? decay_of_hop(opt, k + 1) : 0.0,
+        .row_scale = p->row_scale,
+        .row_degree = p->row_degree,
+        .combine = opt->combine,
+        .revisit = opt->revisit,
+        .total = s->total_row,
+        .fired = s->fired,
+        .pulse_next = s->pulse_next,
+    };
+    size_t count = 0;
+    uint64_t edges = 0;
+    for (size_t c0 = 0; c0 < p->n_chunks; c0 += PULL_BLOCK) {
+        const size_t c1 = c0 + PULL_BLOCK < p->n_chunks ? c0 + PULL_BLOCK : p->n_chunks;
+        if (!opt->revisit) {
+            /* rows that fired cannot fire again: pull only chunks with a row that can */
+            size_t c = c0;
+            while (c < c1) {
+                if (s->fired[c] == 0xFF) {
+                    memset(s->pulse_next + c * LANES, 0, LANES * sizeof(double));
+                    c++;
+                    continue;
+                }
+                size_t e = c + 1;
+                while (e < c1 && s->fired[e] != 0xFF) e++;
+                pull(p, s->pulse, c, e, s->x);
+                count += ops->classify(&k_args, c, e, s->x, &edges);
+                rr->edges += (uint64_t)(p->chunk_offset[e] - p->chunk_offset[c]);
+                c = e;
+            }
+        } else {
+            pull(p, s->pulse, c0, c1, s->x);
+            count += ops->classify(&k_args, c0, c1, s->x, &edges);
+            rr->edges += (uint64_t)(p->chunk_offset[c1] - p->chunk_offset[c0]);
+        }
+    }
+    double *t = s->pulse;
+    s->pulse = s->pulse_next;
+    s->pulse_next = t;
+    rr->front_count = count;
+    rr->front_edges = edges;
+}
+
+/* Returns 0, or 1 when the row needs the pull layout (nothing final written). */
+static int spread_row(spread_ctx *ctx, spread_scratch *s, size_t row) {
+    const engram_spread_graph *g = ctx->g;
+    const engram_spread_options *opt = ctx->opt;
+    const engram_spread_seeds *seeds = ctx->seeds;
+    const size_t n = g->n;
+    float *out = ctx->out + (ptrdiff_t)row * ctx->out_row_stride;
+    row_run rr = {.ctx = ctx, .s = s, .row = row};
+
+    /* hop 0: totals are the seeds, the frontier the seeds >= threshold */
+    size_t count = 0;
+    if (seeds->type == ENGRAM_SPREAD_SEEDS_SPARSE) {
+        memset(out, 0, n * sizeof(float));
+        for (size_t i = 0; i < seeds->count; i++) {
+            const size_t v = (size_t)seeds->ids[i];
+            const double value = seeds->values[i];
+            s->total[v] = value;
+            s->state[v] = TOTAL;
+            s->total_list[rr.n_total++] = (int64_t)v;
+            if (value > 0 && value >= opt->threshold) s->front_ids[count++] = (int64_t)v;
+        }
+    } else {
+        const void *row_data = (const char *)seeds->data +
+                               (ptrdiff_t)row * seeds->row_stride *
+                                   (ptrdiff_t)(seeds->type == ENGRAM_SPREAD_SEEDS_F32 ? 4 : 8);
+        size_t bad = seeds->type == ENGRAM_SPREAD_SEEDS_F32
+                         ? ctx->ops->select_f32(row_data, n, ctx->threshold_f32, out, s->front_ids, &count)
+                         : ctx->ops->select_f64(row_data, n, opt->threshold, out, s->front_ids, &count);
+        if (bad < n) {
+            /* only reached when out is fresh: the caller reports the smallest (row, index) */
+            __atomic_store_n(&ctx->abort, 1, __ATOMIC_RELAXED);
+            size_t seen = __atomic_load_n(&ctx->bad_row, __ATOMIC_RELAXED);
+            while (row < seen && !__atomic_compare_exchange_n(&ctx->bad_row, &seen, row, 0,
+                                                              __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            }
+            return 0;
+        }
+    }
+    const double decay1 = opt->max_depth > 0 ? decay_of_hop(opt, 1) : 0.0;
+    uint64_t front_edges = 0;
+    for (size_t i = 0; i < count; i++) {
+        const size_t v = (size_t)s->front_ids[i];
+        const double x = seed_value(ctx, row, v);
+        const double value = seeds->type == ENGRAM_SPREAD_SEEDS_SPARSE ? s->total[v] : x;
+        if (!(s->state[v] & TOTAL)) {
+            s->total[v] = value;
+            s->state[v] |= TOTAL;
+            s->total_list[rr.n_total++] = (int64_t)v;
+        }
+        s->state[v] |= FIRED;
+        s->front_send[i] = send_of(g, v, value, decay1);
+        front_edges += out_degree(g, v);
+    }
+    rr.front_count = count;
+    rr.front_edges = front_edges;
+
+    const double pull_edges = opt->pull_fraction * (double)g->nnz;
+    for (size_t k = 1; k <= opt->max_depth && rr.front_count > 0; k++) {
+        int pull;
+        if (opt->direction == ENGRAM_SPREAD_PUSH) pull = 0;
+        else if (opt->direction == ENGRAM_SPREAD_PULL) pull = g->pull_possible;
+        else pull = g->pull_possible && (double)rr.front_edges > pull_edges;
+        if (pull && g->pull == NULL) return 1;
+        if (__atomic_load_n(&ctx->abort, __ATOMIC_RELAXED)) return 0;
+        if (pull) {
+            if (!rr.in_rows) to_rows(&rr);
+            pull_hop(&rr, k);
+        } else {
+            if (rr.in_rows) to_nodes(&rr);
+            push_hop(&rr, k);
+        }
+    }
+
+    /* write the totals that changed; reset the state for the next row */
+    if (rr.in_rows) {
+        const engram_spread_pull *p = g->pull;
+        for (size_t r = 0; r < n; r++) out[p->row_node[r]] = (float)s->total_row[r];
+        memset(s->state, 0, n);
+    } else if (rr.dense_total) {
+        for (size_t v = 0; v < n; v++) out[v] = (float)s->total[v];
+        memset(s->state, 0, n);
+    } else {
+        for (size_t i = 0; i < rr.n_total; i++) {
+            const size_t v = (size_t)s->total_list[i];
+            out[v] = (float)s->total[v];
+            s->state[v] = 0;
+        }
+    }
+    __atomic_fetch_add(&ctx->edges, rr.edges, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/*
+ * Rows are handed out in order from a shared counter: a row's result does
+ * not depend on which worker computes it (each row runs the same code on
+ * its own scratch), so any thread count gives identical results.
+ */
+static void spread_worker(void *arg, unsigned worker, unsigned n_workers) {
+    (void)n_workers;
+    spread_ctx *ctx = arg;
+    spread_scratch *s = &ctx->scratch[worker];
+    for (;;) {
+        if (__atomic_load_n(&ctx->abort, __ATOMIC_RELAXED)) return;
+        const size_t row = __atomic_fetch_add(&ctx->next_row, 1, __ATOMIC_RELAXED);
+        if (row >= ctx->seeds->rows) return;
+        if (spread_row(ctx, s, row)) {
+            __atomic_store_n(&ctx->wants_pull, 1, __ATOMIC_RELAXED);
+            __atomic_store_n(&ctx->abort, 1, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+}
+
+static engram_status bad_seed(const engram_spread_seeds *seeds, size_t row, size_t index) {
+    const ptrdiff_t at = (ptrdiff_t)row * seeds->row_stride + (ptrdiff_t)index;
+    const double v = seeds->type == ENGRAM_SPREAD_SEEDS_F32 ? (double)((const float *)seeds->data)[at]
+                                                            : ((const double *)seeds->data)[at];
+    const char *what = isnan(v) ? "NaN" : isinf(v) ? "infinite" : "negative";
+    if (seeds->batch)
+        return engram_fail(ENGRAM_ERR_VALUE,
+                           "spread(): seeds must be finite and >= 0, but seeds[%zu, %zu] = %g is %s",
+                           row, index, v, what);
+    return engram_fail(ENGRAM_ERR_VALUE,
+                       "spread(): seeds must be finite and >= 0, but seeds[%zu] = %g is %s", index, v,
+                       what);
+}
+
+static engram_status validate_options(const engram_spread_graph *g, const engram_spread_seeds *seeds,
+                                      const engram_spread_options *opt) {
+    if (!(opt->threshold >= 0))
+        return engram_fail(ENGRAM_ERR_VALUE, "spread(): threshold must be >= 0 and not NaN, got %g",
+                           opt->threshold);
+    if (opt->decay_per_hop) {
+        for (size_t k = 0; k < opt->max_depth; k++) {
+            const double d = opt->decay_per_hop[k];
+            if (!(d > 0 && d <= 1))
+                return engram_fail(ENGRAM_ERR_VALUE,
+                                   "spread(): decay must be in (0, 1], but decay[%zu] = %g", k, d);
+        }
+    } else if (!(opt->decay > 0 && opt->decay <= 1)) {
+        return engram_fail(ENGRAM_ERR_VALUE, "spread(): decay must be in (0, 1], got %g", opt->decay);
+    }
+    if (!(opt->pull_fraction >= 0))
+        return engram_fail(ENGRAM_ERR_VALUE, "spread(): pull_fraction must be >= 0, got %g",
+                           opt->pull_fraction);
+    if (seeds->type == ENGRAM_SPREAD_SEEDS_SPARSE) {
+        if (seeds->rows != 1)
+            return engram_fail(ENGRAM_ERR_VALUE, "spread(): sparse seeds are one row");
+        for (size_t i = 0; i < seeds->count; i++) {
+            const int64_t v = seeds->ids[i];
+            const double x = seeds->values[i];
+            if (v < 0 || (uint64_t)v >= g->n)
+                return engram_fail(ENGRAM_ERR_VALUE,
+                                   "spread(): seeds has node %lld, out of range for a graph of %zu nodes",
+                                   (long long)v, g->n);
+            if (!SEED_OK_F64(x))
+                return engram_fail(ENGRAM_ERR_VALUE,
+                                   "spread(): seeds must be finite and >= 0, but seeds[%lld] = %g is %s",
+                                   (long long)v, x, isnan(x) ? "NaN" : isinf(x) ? "infinite" : "negative");
+        }
+    }
+    return ENGRAM_OK;
+}
+
+static engram_status validate_dense_seeds(const engram_spread_ops *ops, const engram_spread_graph *g,
+                                          const engram_spread_seeds *seeds) {
+    for (size_t row = 0; row < seeds->rows; row++) {
+        const ptrdiff_t at = (ptrdiff_t)row * seeds->row_stride;
+        size_t bad = seeds->type == ENGRAM_SPREAD_SEEDS_F32
+                         ? ops->first_bad_f32((const float *)seeds->data + at, g->n)
+                         : ops->first_bad_f64((const double *)seeds->data + at, g->n);
+        if (bad < g->n) return bad_seed(seeds, row, bad);
+    }
+    return ENGRAM_OK;
+}
+
+static size_t round_up(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+static engram_status alloc_scratch(engram_arena *arena, const engram_spread_graph *g,
+                                   spread_scratch *s) {
+    const size_t n = g->n ? g->n : 1;
+    if (n > SIZE_MAX / 128)
+        return engram_fail(ENGRAM_ERR_NOMEM, "spread(): %zu nodes overflow the address space", n);
+    s->state = engram_arena_alloc(arena, round_up(n));
+    s->nxt = engram_arena_alloc(arena, n * sizeof(double));
+    s->total = engram_arena_alloc(arena, n * sizeof(double));
+    s->front_ids = engram_arena_alloc(arena, n * sizeof(int64_t));
+    s->front_send = engram_arena_alloc(arena, n * sizeof(double));
+    s->work_ids = engram_arena_alloc(arena, n * sizeof(int64_t));
+    s->work_send = engram_arena_alloc(arena, n * sizeof(double));
+    s->total_list = engram_arena_alloc(arena, n * sizeof(int64_t));
+    if (!s->state || !s->nxt || !s->total || !s->front_ids || !s->front_send || !s->work_ids ||
+        !s->work_send || !s->total_list)
+        return ENGRAM_ERR_NOMEM;
+    memset(s->state, 0, n);
+    s->total_row = s->pulse = s->pulse_next = s->x = NULL;
+    s->fired = NULL;
+    if (g->pull) {
+        const size_t rows_padded = g->pull->n_chunks * LANES;
+        s->total_row = engram_arena_alloc(arena, (rows_padded + LANES) * sizeof(double));
+        s->pulse = engram_arena_alloc(arena, (rows_padded + LANES) * sizeof(double));
+        s->pulse_next = engram_arena_alloc(arena, (rows_padded + LANES) * sizeof(double));
+        s->x = engram_arena_alloc(arena, PULL_BLOCK * LANES * sizeof(double));
+        s->fired = engram_arena_alloc(arena, round_up(g->pull->n_chunks + 1));
+        if (!s->total_row || !s->pulse || !s->pulse_next || !s->x || !s->fired)
+            return ENGRAM_ERR_NOMEM;
+    }
+    return ENGRAM_OK;
+}
+
+/* Work (in element visits) below which a batch runs on one thread. */
+#define SPREAD_PARALLEL_WORK ((size_t)1 << 18)
+
+engram_status engram_spread_run(engram_arena *arena, const engram_spread_graph *g,
+                                const engram_spread_seeds *seeds, const engram_spread_options *opt,
+                                float *out, ptrdiff_t out_row_stride, int *wants_pull,
+                                uint64_t *edges) {
+    *wants_pull = 0;
+    if (edges) *edges = 0;
+    engram_status status = validate_options(g, seeds, opt);
+    if (status != ENGRAM_OK) return status;
+    const engram_spread_ops *ops = engram_spread();
+    const int dense = seeds->type != ENGRAM_SPREAD_SEEDS_SPARSE;
+    if (dense && !opt->out_is_fresh) {
+        status = validate_dense_seeds(ops, g, seeds);
+        if (status != ENGRAM_OK) return status;
+    }
+    if (seeds->rows == 0 || g->n == 0) return ENGRAM_OK;
+
+    spread_ctx ctx = {
+        .g = g,
+        .seeds = seeds,
+        .opt = opt,
+        .ops = ops,
+        .out = out,
+        .out_row_stride = out_row_stride,
+        .validate_rows = dense && opt->out_is_fresh,
+        .next_row = 0,
+        .abort = 0,
+        .wants_pull = 0,
+        .bad_row = SIZE_MAX,
+        .edges = 0,
+    };
+    /* the smallest float32 >= threshold: x >= it exactly when (double)x >= threshold */
+    float t32 = (float)opt->threshold;
+    if ((double)t32 < opt->threshold) t32 = nextafterf(t32, INFINITY);
+    ctx.threshold_f32 = t32;
+
+    const size_t work_per_row = g->n + g->nnz / 8;
+    const unsigned threads = engram_threads_for(opt->threads, seeds->rows * work_per_row,
+                                                SPREAD_PARALLEL_WORK, seeds->rows);
+    /* every worker's scratch comes from the caller's arena, carved before they start */
+    spread_scratch *scratch = engram_arena_alloc(arena, threads * sizeof *scratch);
+    if (scratch == NULL) return ENGRAM_ERR_NOMEM;
+    for (unsigned w = 0; w < threads; w++) {
+        status = alloc_scratch(arena, g, &scratch[w]);
+        if (status != ENGRAM_OK) return status;
+    }
+    ctx.scratch = scratch;
+    engram_parallel(threads, spread_worker, &ctx);
+
+    if (ctx.bad_row != SIZE_MAX) {
+        const ptrdiff_t at = (ptrdiff_t)ctx.bad_row * seeds->row_stride;
+        size_t bad = seeds->type == ENGRAM_SPREAD_SEEDS_F32
+                         ? ops->first_bad_f32((const float *)seeds->data + at, g->n)
+                         : ops->first_bad_f64((const double *)seeds->data + at, g->n);
+        return bad_seed(seeds, ctx.bad_row, bad);
+    }
+    if (ctx.wants_pull) {
+        *wants_pull = 1;
+        return ENGRAM_OK;
+    }
+    if (edges) *edges = ctx.edges;
+    return ENGRAM_OK;
+}
