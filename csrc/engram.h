@@ -375,6 +375,9 @@ typedef struct engram_spread_options {
     int out_is_fresh;     /* out may be written before every row is validated */
 } engram_spread_options;
 
+/* Most threads one row's dense hop is split across. */
+#define ENGRAM_SPREAD_MAX_HOP_THREADS 64
+
 /* Default share of the edges above which a hop pulls (measured crossover). */
 #define ENGRAM_SPREAD_PULL_FRACTION 0.05
 
@@ -390,21 +393,22 @@ typedef struct engram_spread_classify {
     double *pulse_next;       /* by row: what the row sends next hop (0 if it did not fire) */
 } engram_spread_classify;
 
-/* x[8 (c - c0) + l]: sum (or max) over row 8c + l's slots of weight * pulse[source]. */
-typedef void (*engram_spread_pull_fn)(const engram_spread_pull *p, const double *pulse,
-                                      size_t c0, size_t c1, double *x);
+/*
+ * One dense hop over the rows of chunks [c0, c1): x = the sum (or max) over
+ * each row's slots of weight * pulse[source], then every row whose x fires
+ * (x > 0, x >= threshold, and revisit or not fired before) gets its total
+ * combined with x, its fired bit set and pulse_next = x * send * row_scale;
+ * other rows get pulse_next = 0.  Returns how many fired and adds their
+ * out-degrees to *edges.
+ */
+typedef size_t (*engram_spread_hop_fn)(const engram_spread_pull *p, const double *pulse,
+                                       const engram_spread_classify *k, size_t c0, size_t c1,
+                                       uint64_t *edges);
 
 struct engram_spread_ops {
     const char *level;
-    /* pull[combine][weight type] */
-    engram_spread_pull_fn pull[2][3];
-    /*
-     * Rows of chunks [c0, c1) whose x fires: total combined, fired bit set,
-     * pulse_next = x * send * row_scale (else 0).  Returns how many fired
-     * and adds their out-degrees to *edges.
-     */
-    size_t (*classify)(const engram_spread_classify *k, size_t c0, size_t c1, const double *x,
-                       uint64_t *edges);
+    /* hop[combine][weight type] (the classify's combine must match) */
+    engram_spread_hop_fn hop[2][3];
     /*
      * out[i] = (float)s[i] for i < n, and the ids of s[i] > 0 && s[i] >=
      * threshold appended to ids (*count of them), stopping at the first s[i]
@@ -421,20 +425,20 @@ struct engram_spread_ops {
 };
 
 /* The scalar primitives: the spec, and what a SIMD level uses where it has nothing faster. */
-void engram_spread_pull_sum_unweighted_scalar(const engram_spread_pull *, const double *, size_t,
-                                              size_t, double *);
-void engram_spread_pull_sum_f32_scalar(const engram_spread_pull *, const double *, size_t, size_t,
-                                       double *);
-void engram_spread_pull_sum_f64_scalar(const engram_spread_pull *, const double *, size_t, size_t,
-                                       double *);
-void engram_spread_pull_max_unweighted_scalar(const engram_spread_pull *, const double *, size_t,
-                                              size_t, double *);
-void engram_spread_pull_max_f32_scalar(const engram_spread_pull *, const double *, size_t, size_t,
-                                       double *);
-void engram_spread_pull_max_f64_scalar(const engram_spread_pull *, const double *, size_t, size_t,
-                                       double *);
-size_t engram_spread_classify_scalar(const engram_spread_classify *, size_t, size_t,
-                                     const double *, uint64_t *);
+size_t engram_spread_hop_sum_unweighted_scalar(const engram_spread_pull *, const double *,
+                                               const engram_spread_classify *, size_t, size_t,
+                                               uint64_t *);
+size_t engram_spread_hop_sum_f32_scalar(const engram_spread_pull *, const double *,
+                                        const engram_spread_classify *, size_t, size_t, uint64_t *);
+size_t engram_spread_hop_sum_f64_scalar(const engram_spread_pull *, const double *,
+                                        const engram_spread_classify *, size_t, size_t, uint64_t *);
+size_t engram_spread_hop_max_unweighted_scalar(const engram_spread_pull *, const double *,
+                                               const engram_spread_classify *, size_t, size_t,
+                                               uint64_t *);
+size_t engram_spread_hop_max_f32_scalar(const engram_spread_pull *, const double *,
+                                        const engram_spread_classify *, size_t, size_t, uint64_t *);
+size_t engram_spread_hop_max_f64_scalar(const engram_spread_pull *, const double *,
+                                        const engram_spread_classify *, size_t, size_t, uint64_t *);
 size_t engram_spread_select_f32_scalar(const float *, size_t, float, float *, int64_t *, size_t *);
 size_t engram_spread_select_f64_scalar(const double *, size_t, double, float *, int64_t *,
                                        size_t *);

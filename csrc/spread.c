@@ -31,8 +31,8 @@
  * per row.  Separate multiply and add (no FMA) as the spec.
  */
 #define DEFINE_PULL_SCALAR(name, weight_t, weight_of, accumulate)                                 \
-    void name(const engram_spread_pull *p, const double *pulse, size_t c0, size_t c1,            \
-              double *x) {                                                                        \
+    static void name(const engram_spread_pull *p, const double *pulse, size_t c0, size_t c1,     \
+                     double *x) {                                                                 \
         const weight_t *weights = (const weight_t *)p->weights;                                   \
         (void)weights;                                                                            \
         for (size_t c = c0; c < c1; c++) {                                                        \
@@ -57,41 +57,71 @@
 #define W_F32(slot) (double)weights[base + (int64_t)(slot)]
 #define W_F64(slot) weights[base + (int64_t)(slot)]
 
-DEFINE_PULL_SCALAR(engram_spread_pull_sum_unweighted_scalar, double, W_ONE, ACC_SUM)
-DEFINE_PULL_SCALAR(engram_spread_pull_sum_f32_scalar, float, W_F32, ACC_SUM)
-DEFINE_PULL_SCALAR(engram_spread_pull_sum_f64_scalar, double, W_F64, ACC_SUM)
-DEFINE_PULL_SCALAR(engram_spread_pull_max_unweighted_scalar, double, W_ONE, ACC_MAX)
-DEFINE_PULL_SCALAR(engram_spread_pull_max_f32_scalar, float, W_F32, ACC_MAX)
-DEFINE_PULL_SCALAR(engram_spread_pull_max_f64_scalar, double, W_F64, ACC_MAX)
+DEFINE_PULL_SCALAR(pull_sum_unweighted_scalar, double, W_ONE, ACC_SUM)
+DEFINE_PULL_SCALAR(pull_sum_f32_scalar, float, W_F32, ACC_SUM)
+DEFINE_PULL_SCALAR(pull_sum_f64_scalar, double, W_F64, ACC_SUM)
+DEFINE_PULL_SCALAR(pull_max_unweighted_scalar, double, W_ONE, ACC_MAX)
+DEFINE_PULL_SCALAR(pull_max_f32_scalar, float, W_F32, ACC_MAX)
+DEFINE_PULL_SCALAR(pull_max_f64_scalar, double, W_F64, ACC_MAX)
 
-size_t engram_spread_classify_scalar(const engram_spread_classify *k, size_t c0, size_t c1,
+static size_t classify_scalar(const engram_spread_classify *k, size_t c0, size_t c1,
                               const double *x, uint64_t *edges) {
+    /* locals: the fired bytes are uint8_t, which may alias anything */
+    const double threshold = k->threshold, send = k->send;
+    const double *row_scale = k->row_scale;
+    const uint32_t *row_degree = k->row_degree;
+    const int sum = k->combine == ENGRAM_SPREAD_SUM, revisit = k->revisit;
+    double *total = k->total, *pulse_next = k->pulse_next;
+    uint8_t *fired = k->fired;
     size_t fired_count = 0;
     uint64_t edge_sum = 0;
     for (size_t c = c0; c < c1; c++) {
-        unsigned bits = k->fired[c];
+        unsigned bits = fired[c];
         for (int l = 0; l < LANES; l++) {
             const size_t r = c * LANES + (size_t)l;
             const double v = x[(c - c0) * LANES + (size_t)l];
-            const int fires = v > 0 && v >= k->threshold && (k->revisit || !(bits >> l & 1u));
+            const int fires = v > 0 && v >= threshold && (revisit || !(bits >> l & 1u));
             if (fires) {
-                double t = k->total[r];
-                k->total[r] = k->combine == ENGRAM_SPREAD_SUM ? t + v : (v > t ? v : t);
+                const double t = total[r];
+                total[r] = sum ? t + v : (v > t ? v : t);
                 bits |= 1u << l;
-                double send = v * k->send;
-                if (k->row_scale) send = send * k->row_scale[r];
-                k->pulse_next[r] = send;
+                double out = v * send;
+                if (row_scale) out = out * row_scale[r];
+                pulse_next[r] = out;
                 fired_count++;
-                edge_sum += k->row_degree[r];
+                edge_sum += row_degree[r];
             } else {
-                k->pulse_next[r] = 0.0;
+                pulse_next[r] = 0.0;
             }
         }
-        k->fired[c] = (uint8_t)bits;
+        fired[c] = (uint8_t)bits;
     }
     *edges += edge_sum;
     return fired_count;
 }
+
+/* Chunks pulled at a time: x stays in L1 between the pull and the classification. */
+#define HOP_BLOCK 64
+
+#define DEFINE_HOP_SCALAR(name, pull)                                                            \
+    size_t name(const engram_spread_pull *p, const double *pulse, const engram_spread_classify *k, \
+                size_t c0, size_t c1, uint64_t *edges) {                                         \
+        double x[HOP_BLOCK * LANES];                                                             \
+        size_t fired = 0;                                                                        \
+        for (size_t b = c0; b < c1; b += HOP_BLOCK) {                                            \
+            const size_t e = b + HOP_BLOCK < c1 ? b + HOP_BLOCK : c1;                            \
+            pull(p, pulse, b, e, x);                                                             \
+            fired += classify_scalar(k, b, e, x, edges);                                         \
+        }                                                                                        \
+        return fired;                                                                            \
+    }
+
+DEFINE_HOP_SCALAR(engram_spread_hop_sum_unweighted_scalar, pull_sum_unweighted_scalar)
+DEFINE_HOP_SCALAR(engram_spread_hop_sum_f32_scalar, pull_sum_f32_scalar)
+DEFINE_HOP_SCALAR(engram_spread_hop_sum_f64_scalar, pull_sum_f64_scalar)
+DEFINE_HOP_SCALAR(engram_spread_hop_max_unweighted_scalar, pull_max_unweighted_scalar)
+DEFINE_HOP_SCALAR(engram_spread_hop_max_f32_scalar, pull_max_f32_scalar)
+DEFINE_HOP_SCALAR(engram_spread_hop_max_f64_scalar, pull_max_f64_scalar)
 
 /* Finite and >= 0: false for NaN, negatives and infinities. */
 #define SEED_OK_F32(v) ((v) >= 0.0f && (v) <= 3.40282346638528859812e+38f)
@@ -143,9 +173,10 @@ size_t engram_spread_first_bad_f64_scalar(const double *s, size_t n) {
 
 const engram_spread_ops engram_spread_ops_scalar = {
     .level = "scalar",
-    .pull = {{engram_spread_pull_sum_unweighted_scalar, engram_spread_pull_sum_f32_scalar, engram_spread_pull_sum_f64_scalar},
-             {engram_spread_pull_max_unweighted_scalar, engram_spread_pull_max_f32_scalar, engram_spread_pull_max_f64_scalar}},
-    .classify = engram_spread_classify_scalar,
+    .hop = {{engram_spread_hop_sum_unweighted_scalar, engram_spread_hop_sum_f32_scalar,
+             engram_spread_hop_sum_f64_scalar},
+            {engram_spread_hop_max_unweighted_scalar, engram_spread_hop_max_f32_scalar,
+             engram_spread_hop_max_f64_scalar}},
     .select_f32 = engram_spread_select_f32_scalar,
     .select_f64 = engram_spread_select_f64_scalar,
     .first_bad_f32 = engram_spread_first_bad_f32_scalar,
@@ -266,9 +297,6 @@ enum {
     QUEUED = 4  /* touched by the current push hop: nxt[v] is valid */
 };
 
-/* Chunks pulled per block: x stays in L1 between pull and classify. */
-#define PULL_BLOCK 64
-
 typedef struct spread_scratch {
     uint8_t *state;       /* n */
     double *nxt;          /* n */
@@ -282,7 +310,6 @@ typedef struct spread_scratch {
     double *total_row;    /* rows_padded */
     double *pulse;        /* rows_padded + 8: pulse[n] stays 0 */
     double *pulse_next;
-    double *x;            /* PULL_BLOCK * LANES */
     uint8_t *fired;       /* n_chunks */
 } spread_scratch;
 
@@ -296,6 +323,7 @@ typedef struct spread_ctx {
     float threshold_f32;
     int validate_rows; /* the select pass validates (out is fresh) */
     spread_scratch *scratch; /* one per worker */
+    unsigned hop_threads;    /* threads sharing each dense hop of a single row */
     size_t next_row;     /* atomic: rows are handed out in order */
     int abort;           /* atomic: a row wants the pull layout, or failed */
     int wants_pull;
@@ -419,6 +447,15 @@ static inline double send_of(const engram_spread_graph *g, size_t v, double x, d
     return send;
 }
 
+/* The row's seeds, or NULL for sparse seeds. */
+static inline const void *seeds_row(const spread_ctx *ctx, size_t row) {
+    const engram_spread_seeds *seeds = ctx->seeds;
+    if (seeds->type == ENGRAM_SPREAD_SEEDS_SPARSE) return NULL;
+    const ptrdiff_t at = (ptrdiff_t)row * seeds->row_stride;
+    return seeds->type == ENGRAM_SPREAD_SEEDS_F32 ? (const void *)((const float *)seeds->data + at)
+                                                  : (const void *)((const double *)seeds->data + at);
+}
+
 /* Node space -> row space (before a pull hop). */
 static void to_rows(row_run *rr) {
     const spread_ctx *ctx = rr->ctx;
@@ -426,19 +463,62 @@ static void to_rows(row_run *rr) {
     const engram_spread_pull *p = g->pull;
     spread_scratch *s = rr->s;
     const size_t n = g->n, rows_padded = p->n_chunks * LANES;
+    const int32_t *row_node = p->row_node;
+    const uint8_t *state = s->state;
+    const double *total = s->total;
+    double *total_row = s->total_row;
+    uint8_t *fired = s->fired;
     memset(s->pulse, 0, (rows_padded + LANES) * sizeof(double));
     memset(s->pulse_next, 0, (rows_padded + LANES) * sizeof(double));
     for (size_t i = 0; i < rr->front_count; i++) s->pulse[p->node_row[s->front_ids[i]]] = s->front_send[i];
-    memset(s->fired, 0, p->n_chunks);
+    memset(fired, 0, p->n_chunks);
+    const void *seeds = seeds_row(ctx, rr->row);
+    const int f32 = ctx->seeds->type == ENGRAM_SPREAD_SEEDS_F32;
     for (size_t r = 0; r < n; r++) {
-        const size_t v = (size_t)p->row_node[r];
-        const uint8_t st = s->state[v];
-        s->total_row[r] = (rr->dense_total || (st & TOTAL)) ? s->total[v] : seed_value(ctx, rr->row, v);
-        if (st & FIRED) s->fired[r / LANES] |= (uint8_t)(1u << (r % LANES));
+        const size_t v = (size_t)row_node[r];
+        const uint8_t st = state[v];
+        double t;
+        if (rr->dense_total || (st & TOTAL)) t = total[v];
+        else if (seeds == NULL) t = 0.0;
+        else t = f32 ? (double)((const float *)seeds)[v] : ((const double *)seeds)[v];
+        total_row[r] = t;
+        fired[r / LANES] |= (uint8_t)((st & FIRED) << (r % LANES));
     }
-    for (size_t r = n; r < rows_padded; r++) s->total_row[r] = 0.0;
+    for (size_t r = n; r < rows_padded; r++) total_row[r] = 0.0;
     rr->in_rows = 1;
 }
+
+/*
+ * Dense seeds straight into row space, when the first hop pulls: one pass
+ * in row order instead of a node-space frontier and a conversion.
+ */
+#define DEFINE_SEEDS_TO_ROWS(name, seed_t)                                                       \
+    static void name(const engram_spread_pull *p, const seed_t *seeds, size_t n, double threshold, \
+                     double send, double *total_row, double *pulse, uint8_t *fired) {            \
+        const size_t rows_padded = p->n_chunks * LANES;                                         \
+        for (size_t c = 0; c < p->n_chunks; c++) {                                               \
+            unsigned bits = 0;                                                                   \
+            for (size_t l = 0; l < LANES; l++) {                                                 \
+                const size_t r = c * LANES + l;                                                  \
+                double x = 0.0, sent = 0.0;                                                      \
+                if (r < n) {                                                                     \
+                    x = (double)seeds[p->row_node[r]];                                           \
+                    if (x > 0 && x >= threshold) {                                               \
+                        bits |= 1u << l;                                                         \
+                        sent = x * send;                                                         \
+                        if (p->row_scale) sent = sent * p->row_scale[r];                         \
+                    }                                                                            \
+                }                                                                                \
+                total_row[r] = x;                                                                \
+                pulse[r] = sent;                                                                 \
+            }                                                                                    \
+            fired[c] = (uint8_t)bits;                                                            \
+        }                                                                                        \
+        pulse[rows_padded] = 0.0;                                                                \
+    }
+
+DEFINE_SEEDS_TO_ROWS(seeds_to_rows_f32, float)
+DEFINE_SEEDS_TO_ROWS(seeds_to_rows_f64, double)
 
 /* Row space -> node space (before a push hop, with the frontier taken from the pulses). */
 static void to_nodes(row_run *rr) {
@@ -500,14 +580,73 @@ static void push_hop(row_run *rr, size_t k) {
     rr->front_edges = edges;
 }
 
+typedef struct hop_range_ctx {
+    const engram_spread_pull *p;
+    const double *pulse;
+    const engram_spread_classify *k;
+    engram_spread_hop_fn hop;
+    int skip_fired; /* revisit=False: chunks whose rows all fired are not pulled */
+    size_t count[ENGRAM_SPREAD_MAX_HOP_THREADS];
+    uint64_t edges[ENGRAM_SPREAD_MAX_HOP_THREADS];
+    uint64_t slots[ENGRAM_SPREAD_MAX_HOP_THREADS];
+} hop_range_ctx;
+
+/* Chunks [c0, c1), skipping (with revisit=False) runs of chunks whose rows all fired. */
+static void hop_chunks(const hop_range_ctx *h, size_t c0, size_t c1, size_t *count,
+                       uint64_t *edges, uint64_t *slots) {
+    const engram_spread_pull *p = h->p;
+    if (!h->skip_fired) {
+        *count += h->hop(p, h->pulse, h->k, c0, c1, edges);
+        *slots += (uint64_t)(p->chunk_offset[c1] - p->chunk_offset[c0]);
+        return;
+    }
+    const uint8_t *fired = h->k->fired;
+    size_t c = c0;
+    while (c < c1) {
+        if (fired[c] == 0xFF) {
+            memset(h->k->pulse_next + c * LANES, 0, LANES * sizeof(double));
+            c++;
+            continue;
+        }
+        size_t e = c + 1;
+        while (e < c1 && fired[e] != 0xFF) e++;
+        *count += h->hop(p, h->pulse, h->k, c, e, edges);
+        *slots += (uint64_t)(p->chunk_offset[e] - p->chunk_offset[c]);
+        c = e;
+    }
+}
+
+/* The first chunk of worker w's share: shares hold nearly equal numbers of slots. */
+static size_t hop_share_start(const engram_spread_pull *p, unsigned w, unsigned n_workers) {
+    if (w == 0) return 0;
+    if (w >= n_workers) return p->n_chunks;
+    const int64_t target = (int64_t)((double)p->chunk_offset[p->n_chunks] * w / n_workers);
+    size_t lo = 0, hi = p->n_chunks;
+    while (lo < hi) { /* first chunk starting at or after target */
+        const size_t mid = lo + (hi - lo) / 2;
+        if (p->chunk_offset[mid] < target) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static void hop_range_worker(void *arg, unsigned worker, unsigned n_workers) {
+    hop_range_ctx *h = arg;
+    if (worker >= ENGRAM_SPREAD_MAX_HOP_THREADS) return; /* n_workers is capped at that */
+    const size_t c0 = hop_share_start(h->p, worker, n_workers);
+    const size_t c1 = hop_share_start(h->p, worker + 1, n_workers);
+    h->count[worker] = 0;
+    h->edges[worker] = 0;
+    h->slots[worker] = 0;
+    if (c0 < c1) hop_chunks(h, c0, c1, &h->count[worker], &h->edges[worker], &h->slots[worker]);
+}
+
 static void pull_hop(row_run *rr, size_t k) {
     const spread_ctx *ctx = rr->ctx;
     const engram_spread_graph *g = ctx->g;
     const engram_spread_pull *p = g->pull;
     const engram_spread_options *opt = ctx->opt;
-    const engram_spread_ops *ops = ctx->ops;
     spread_scratch *s = rr->s;
-    const engram_spread_pull_fn pull = ops->pull[opt->combine][g->weight_type];
     const engram_spread_classify k_args = {
         .threshold = opt->threshold,
         .send = k < opt->max_depth ? decay_of_hop(opt, k + 1) : 0.0,
@@ -519,37 +658,37 @@ static void pull_hop(row_run *rr, size_t k) {
         .fired = s->fired,
         .pulse_next = s->pulse_next,
     };
+    hop_range_ctx h = {
+        .p = p,
+        .pulse = s->pulse,
+        .k = &k_args,
+        .hop = ctx->ops->hop[opt->combine][g->weight_type],
+        .skip_fired = !opt->revisit,
+    };
+    /* every chunk's result is computed the same way whatever its share: any
+       thread count gives the same bits */
+    const unsigned threads = ctx->hop_threads;
+    engram_parallel(threads, hop_range_worker, &h);
     size_t count = 0;
     uint64_t edges = 0;
-    for (size_t c0 = 0; c0 < p->n_chunks; c0 += PULL_BLOCK) {
-        const size_t c1 = c0 + PULL_BLOCK < p->n_chunks ? c0 + PULL_BLOCK : p->n_chunks;
-        if (!opt->revisit) {
-            /* rows that fired cannot fire again: pull only chunks with a row that can */
-            size_t c = c0;
-            while (c < c1) {
-                if (s->fired[c] == 0xFF) {
-                    memset(s->pulse_next + c * LANES, 0, LANES * sizeof(double));
-                    c++;
-                    continue;
-                }
-                size_t e = c + 1;
-                while (e < c1 && s->fired[e] != 0xFF) e++;
-                pull(p, s->pulse, c, e, s->x);
-                count += ops->classify(&k_args, c, e, s->x, &edges);
-                rr->edges += (uint64_t)(p->chunk_offset[e] - p->chunk_offset[c]);
-                c = e;
-            }
-        } else {
-            pull(p, s->pulse, c0, c1, s->x);
-            count += ops->classify(&k_args, c0, c1, s->x, &edges);
-            rr->edges += (uint64_t)(p->chunk_offset[c1] - p->chunk_offset[c0]);
-        }
+    for (unsigned w = 0; w < threads; w++) {
+        count += h.count[w];
+        edges += h.edges[w];
+        rr->edges += h.slots[w];
     }
     double *t = s->pulse;
     s->pulse = s->pulse_next;
     s->pulse_next = t;
     rr->front_count = count;
     rr->front_edges = edges;
+}
+
+static inline int choose_pull(const spread_ctx *ctx, uint64_t front_edges) {
+    const engram_spread_graph *g = ctx->g;
+    const engram_spread_options *opt = ctx->opt;
+    if (opt->direction == ENGRAM_SPREAD_PUSH || !g->pull_possible) return 0;
+    if (opt->direction == ENGRAM_SPREAD_PULL) return 1;
+    return (double)front_edges > opt->pull_fraction * (double)g->nnz;
 }
 
 /* Returns 0, or 1 when the row needs the pull layout (nothing final written). */
@@ -560,10 +699,12 @@ static int spread_row(spread_ctx *ctx, spread_scratch *s, size_t row) {
     const size_t n = g->n;
     float *out = ctx->out + (ptrdiff_t)row * ctx->out_row_stride;
     row_run rr = {.ctx = ctx, .s = s, .row = row};
+    const double decay1 = opt->max_depth > 0 ? decay_of_hop(opt, 1) : 0.0;
 
     /* hop 0: totals are the seeds, the frontier the seeds >= threshold */
     size_t count = 0;
-    if (seeds->type == ENGRAM_SPREAD_SEEDS_SPARSE) {
+    const void *dense = seeds_row(ctx, row);
+    if (dense == NULL) {
         memset(out, 0, n * sizeof(float));
         for (size_t i = 0; i < seeds->count; i++) {
             const size_t v = (size_t)seeds->ids[i];
@@ -574,12 +715,9 @@ static int spread_row(spread_ctx *ctx, spread_scratch *s, size_t row) {
             if (value > 0 && value >= opt->threshold) s->front_ids[count++] = (int64_t)v;
         }
     } else {
-        const void *row_data = (const char *)seeds->data +
-                               (ptrdiff_t)row * seeds->row_stride *
-                                   (ptrdiff_t)(seeds->type == ENGRAM_SPREAD_SEEDS_F32 ? 4 : 8);
-        size_t bad = seeds->type == ENGRAM_SPREAD_SEEDS_F32
-                         ? ctx->ops->select_f32(row_data, n, ctx->threshold_f32, out, s->front_ids, &count)
-                         : ctx->ops->select_f64(row_data, n, opt->threshold, out, s->front_ids, &count);
+        const size_t bad = seeds->type == ENGRAM_SPREAD_SEEDS_F32
+                               ? ctx->ops->select_f32(dense, n, ctx->threshold_f32, out, s->front_ids, &count)
+                               : ctx->ops->select_f64(dense, n, opt->threshold, out, s->front_ids, &count);
         if (bad < n) {
             /* only reached when out is fresh: the caller reports the smallest (row, index) */
             __atomic_store_n(&ctx->abort, 1, __ATOMIC_RELAXED);
@@ -590,30 +728,51 @@ static int spread_row(spread_ctx *ctx, spread_scratch *s, size_t row) {
             return 0;
         }
     }
-    const double decay1 = opt->max_depth > 0 ? decay_of_hop(opt, 1) : 0.0;
-    uint64_t front_edges = 0;
-    for (size_t i = 0; i < count; i++) {
-        const size_t v = (size_t)s->front_ids[i];
-        const double x = seed_value(ctx, row, v);
-        const double value = seeds->type == ENGRAM_SPREAD_SEEDS_SPARSE ? s->total[v] : x;
-        if (!(s->state[v] & TOTAL)) {
-            s->total[v] = value;
-            s->state[v] |= TOTAL;
-            s->total_list[rr.n_total++] = (int64_t)v;
+    if (opt->max_depth == 0 || count == 0) {
+        /* the totals are the seeds (sparse seeds are on total_list) */
+        for (size_t i = 0; i < rr.n_total; i++) {
+            const size_t v = (size_t)s->total_list[i];
+            out[v] = (float)s->total[v];
+            s->state[v] = 0;
         }
-        s->state[v] |= FIRED;
-        s->front_send[i] = send_of(g, v, value, decay1);
-        front_edges += out_degree(g, v);
+        return 0;
     }
-    rr.front_count = count;
-    rr.front_edges = front_edges;
+    uint64_t front_edges = 0;
+    for (size_t i = 0; i < count; i++) front_edges += out_degree(g, (size_t)s->front_ids[i]);
 
-    const double pull_edges = opt->pull_fraction * (double)g->nnz;
-    for (size_t k = 1; k <= opt->max_depth && rr.front_count > 0; k++) {
-        int pull;
-        if (opt->direction == ENGRAM_SPREAD_PUSH) pull = 0;
-        else if (opt->direction == ENGRAM_SPREAD_PULL) pull = g->pull_possible;
-        else pull = g->pull_possible && (double)rr.front_edges > pull_edges;
+    size_t k = 1;
+    if (dense && choose_pull(ctx, front_edges)) {
+        const engram_spread_pull *p = g->pull;
+        if (p == NULL) return 1;
+        if (seeds->type == ENGRAM_SPREAD_SEEDS_F32)
+            seeds_to_rows_f32(p, dense, n, opt->threshold, decay1, s->total_row, s->pulse, s->fired);
+        else
+            seeds_to_rows_f64(p, dense, n, opt->threshold, decay1, s->total_row, s->pulse, s->fired);
+        memset(s->pulse_next, 0, (p->n_chunks * LANES + LANES) * sizeof(double));
+        rr.in_rows = 1;
+        rr.front_count = count;
+        pull_hop(&rr, k++);
+    } else {
+        for (size_t i = 0; i < count; i++) {
+            const size_t v = (size_t)s->front_ids[i];
+            double value;
+            if (dense == NULL) {
+                value = s->total[v];
+            } else {
+                value = seed_value(ctx, row, v);
+                s->total[v] = value;
+                s->state[v] |= TOTAL;
+                s->total_list[rr.n_total++] = (int64_t)v;
+            }
+            s->state[v] |= FIRED;
+            s->front_send[i] = send_of(g, v, value, decay1);
+        }
+        rr.front_count = count;
+        rr.front_edges = front_edges;
+    }
+
+    for (; k <= opt->max_depth && rr.front_count > 0; k++) {
+        const int pull = choose_pull(ctx, rr.front_edges);
         if (pull && g->pull == NULL) return 1;
         if (__atomic_load_n(&ctx->abort, __ATOMIC_RELAXED)) return 0;
         if (pull) {
@@ -627,9 +786,10 @@ static int spread_row(spread_ctx *ctx, spread_scratch *s, size_t row) {
 
     /* write the totals that changed; reset the state for the next row */
     if (rr.in_rows) {
-        const engram_spread_pull *p = g->pull;
-        for (size_t r = 0; r < n; r++) out[p->row_node[r]] = (float)s->total_row[r];
-        memset(s->state, 0, n);
+        const int32_t *row_node = g->pull->row_node;
+        const double *total_row = s->total_row;
+        for (size_t r = 0; r < n; r++) out[row_node[r]] = (float)total_row[r];
+        if (rr.dense_total || rr.n_total) memset(s->state, 0, n);
     } else if (rr.dense_total) {
         for (size_t v = 0; v < n; v++) out[v] = (float)s->total[v];
         memset(s->state, 0, n);
@@ -747,16 +907,15 @@ static engram_status alloc_scratch(engram_arena *arena, const engram_spread_grap
         !s->work_send || !s->total_list)
         return ENGRAM_ERR_NOMEM;
     memset(s->state, 0, n);
-    s->total_row = s->pulse = s->pulse_next = s->x = NULL;
+    s->total_row = s->pulse = s->pulse_next = NULL;
     s->fired = NULL;
     if (g->pull) {
         const size_t rows_padded = g->pull->n_chunks * LANES;
         s->total_row = engram_arena_alloc(arena, (rows_padded + LANES) * sizeof(double));
         s->pulse = engram_arena_alloc(arena, (rows_padded + LANES) * sizeof(double));
         s->pulse_next = engram_arena_alloc(arena, (rows_padded + LANES) * sizeof(double));
-        s->x = engram_arena_alloc(arena, PULL_BLOCK * LANES * sizeof(double));
         s->fired = engram_arena_alloc(arena, round_up(g->pull->n_chunks + 1));
-        if (!s->total_row || !s->pulse || !s->pulse_next || !s->x || !s->fired)
+        if (!s->total_row || !s->pulse || !s->pulse_next || !s->fired)
             return ENGRAM_ERR_NOMEM;
     }
     return ENGRAM_OK;
@@ -764,6 +923,9 @@ static engram_status alloc_scratch(engram_arena *arena, const engram_spread_grap
 
 /* Work (in element visits) below which a batch runs on one thread. */
 #define SPREAD_PARALLEL_WORK ((size_t)1 << 18)
+/* Edges below which a single row's dense hops run on one thread (a hop must
+   outlast starting a thread, ~50 us, by far). */
+#define SPREAD_PARALLEL_HOP ((size_t)1 << 20)
 
 engram_status engram_spread_run(engram_arena *arena, const engram_spread_graph *g,
                                 const engram_spread_seeds *seeds, const engram_spread_options *opt,
@@ -811,6 +973,11 @@ engram_status engram_spread_run(engram_arena *arena, const engram_spread_graph *
         if (status != ENGRAM_OK) return status;
     }
     ctx.scratch = scratch;
+    /* one row: its dense hops are shared by threads (rows are, otherwise) */
+    ctx.hop_threads = 1;
+    if (seeds->rows == 1 && g->pull_possible)
+        ctx.hop_threads = engram_threads_for(opt->threads, g->nnz, SPREAD_PARALLEL_HOP,
+                                             ENGRAM_SPREAD_MAX_HOP_THREADS);
     engram_parallel(threads, spread_worker, &ctx);
 
     if (ctx.bad_row != SIZE_MAX) {

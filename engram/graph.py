@@ -17,7 +17,7 @@ __all__ = ["Graph"]
 
 _INT32_MAX = np.iinfo(np.int32).max
 #: rows sorted by in-degree within windows of this many nodes (a multiple of 8)
-_PULL_SIGMA = 256
+_PULL_SIGMA = 4096
 
 
 def _core():

@@ -16,11 +16,10 @@ const engram_similarity_ops engram_similarity_ops_neon = {
 
 const engram_spread_ops engram_spread_ops_neon = {
     .level = "neon",
-    .pull = {{engram_spread_pull_sum_unweighted_scalar, engram_spread_pull_sum_f32_scalar,
-              engram_spread_pull_sum_f64_scalar},
-             {engram_spread_pull_max_unweighted_scalar, engram_spread_pull_max_f32_scalar,
-              engram_spread_pull_max_f64_scalar}},
-    .classify = engram_spread_classify_scalar,
+    .hop = {{engram_spread_hop_sum_unweighted_scalar, engram_spread_hop_sum_f32_scalar,
+             engram_spread_hop_sum_f64_scalar},
+            {engram_spread_hop_max_unweighted_scalar, engram_spread_hop_max_f32_scalar,
+             engram_spread_hop_max_f64_scalar}},
     .select_f32 = engram_spread_select_f32_scalar,
     .select_f64 = engram_spread_select_f64_scalar,
     .first_bad_f32 = engram_spread_first_bad_f32_scalar,
