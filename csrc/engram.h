@@ -371,6 +371,7 @@ typedef struct engram_spread_options {
     int revisit;
     engram_spread_direction direction;
     double pull_fraction; /* auto: pull when the frontier's out-edges exceed this share of nnz */
+    size_t parallel_hop_edges; /* a single row's dense hops use threads from this many edges */
     int threads;          /* 0: automatic */
     int out_is_fresh;     /* out may be written before every row is validated */
 } engram_spread_options;
@@ -380,6 +381,9 @@ typedef struct engram_spread_options {
 
 /* Default share of the edges above which a hop pulls (measured crossover). */
 #define ENGRAM_SPREAD_PULL_FRACTION 0.05
+/* Default edges from which one row's dense hops are shared by threads: a hop
+   must outlast starting a thread (~50 us) by far. */
+#define ENGRAM_SPREAD_PARALLEL_HOP_EDGES ((size_t)1 << 20)
 
 typedef struct engram_spread_classify {
     double threshold;

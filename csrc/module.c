@@ -463,6 +463,7 @@ static PyObject *spread_graph_class = NULL; /* engram.graph.Graph, imported on f
 /* Private knobs for tests and measurements (_spread_tuning). */
 static int spread_direction = ENGRAM_SPREAD_AUTO;
 static double spread_pull_fraction = ENGRAM_SPREAD_PULL_FRACTION;
+static size_t spread_parallel_hop_edges = ENGRAM_SPREAD_PARALLEL_HOP_EDGES;
 
 static PyObject *spread_as_graph(PyObject *obj) {
     if (spread_graph_class == NULL) {
@@ -718,6 +719,7 @@ static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t
     engram_spread_options opt = {
         .max_depth = 4, .decay = 0.85, .threshold = 1e-4, .combine = ENGRAM_SPREAD_SUM,
         .direction = spread_direction, .pull_fraction = spread_pull_fraction,
+        .parallel_hop_edges = spread_parallel_hop_edges,
     };
     int normalize = 0;
 
@@ -957,31 +959,39 @@ static PyObject *py_spread_pull_max_nodes(PyObject *module, PyObject *unused) {
 }
 
 /*
- * _spread_tuning(direction=None, pull_fraction=None) -> (direction, pull_fraction) before.
- * direction "auto" | "push" | "pull" forces every hop of later calls (tests compare them).
+ * _spread_tuning(direction=None, pull_fraction=None, parallel_hop_edges=None)
+ *   -> the three settings before.
+ * direction "auto" | "push" | "pull" forces every hop of later calls (tests
+ * compare them); the others move the automatic choices (measurements, tests).
  */
 static PyObject *py_spread_tuning(PyObject *module, PyObject *args) {
     (void)module;
     static const char *const directions[] = {"auto", "push", "pull", NULL};
-    PyObject *direction = Py_None, *fraction = Py_None;
-    if (!PyArg_ParseTuple(args, "|OO", &direction, &fraction)) return NULL;
-    PyObject *previous = Py_BuildValue("(sd)", directions[spread_direction], spread_pull_fraction);
+    PyObject *direction = Py_None, *fraction = Py_None, *hop_edges = Py_None;
+    if (!PyArg_ParseTuple(args, "|OOO", &direction, &fraction, &hop_edges)) return NULL;
+    PyObject *previous = Py_BuildValue("(sdn)", directions[spread_direction], spread_pull_fraction,
+                                       (Py_ssize_t)spread_parallel_hop_edges);
     if (previous == NULL) return NULL;
     int d = spread_direction;
     double f = spread_pull_fraction;
+    Py_ssize_t e = (Py_ssize_t)spread_parallel_hop_edges;
     if ((direction != Py_None &&
          (d = parse_choice("_spread_tuning", "direction", direction, directions)) < 0) ||
-        (fraction != Py_None && parse_double("_spread_tuning", "pull_fraction", fraction, &f) < 0)) {
+        (fraction != Py_None && parse_double("_spread_tuning", "pull_fraction", fraction, &f) < 0) ||
+        (hop_edges != Py_None && (e = PyNumber_AsSsize_t(hop_edges, PyExc_OverflowError)) == -1 &&
+         PyErr_Occurred())) {
         Py_DECREF(previous);
         return NULL;
     }
-    if (!(f >= 0)) {
+    if (!(f >= 0) || e < 0) {
         Py_DECREF(previous);
-        PyErr_Format(PyExc_ValueError, "_spread_tuning(): pull_fraction must be >= 0, got %g", f);
+        PyErr_SetString(PyExc_ValueError, "_spread_tuning(): pull_fraction and parallel_hop_edges "
+                                          "must be >= 0");
         return NULL;
     }
     spread_direction = d;
     spread_pull_fraction = f;
+    spread_parallel_hop_edges = (size_t)e;
     return previous;
 }
 

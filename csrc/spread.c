@@ -923,9 +923,7 @@ static engram_status alloc_scratch(engram_arena *arena, const engram_spread_grap
 
 /* Work (in element visits) below which a batch runs on one thread. */
 #define SPREAD_PARALLEL_WORK ((size_t)1 << 18)
-/* Edges below which a single row's dense hops run on one thread (a hop must
-   outlast starting a thread, ~50 us, by far). */
-#define SPREAD_PARALLEL_HOP ((size_t)1 << 20)
+
 
 engram_status engram_spread_run(engram_arena *arena, const engram_spread_graph *g,
                                 const engram_spread_seeds *seeds, const engram_spread_options *opt,
@@ -976,7 +974,7 @@ engram_status engram_spread_run(engram_arena *arena, const engram_spread_graph *
     /* one row: its dense hops are shared by threads (rows are, otherwise) */
     ctx.hop_threads = 1;
     if (seeds->rows == 1 && g->pull_possible)
-        ctx.hop_threads = engram_threads_for(opt->threads, g->nnz, SPREAD_PARALLEL_HOP,
+        ctx.hop_threads = engram_threads_for(opt->threads, g->nnz, opt->parallel_hop_edges,
                                              ENGRAM_SPREAD_MAX_HOP_THREADS);
     engram_parallel(threads, spread_worker, &ctx);
 

@@ -97,10 +97,10 @@ def spread_knife_edge(graph, seeds, kwargs) -> bool:
                 continue
             if threshold > 0 and np.any(np.abs(pulses - threshold) <= SPREAD_KNIFE_EDGE * threshold):
                 return True
-            if np.any(pulses < SPREAD_UNDERFLOW):
-                # exact zeros come from zero weights (exact in both); tiny ones may round away
-                if np.any((pulses > 0) & (pulses < SPREAD_UNDERFLOW)) or threshold == 0:
-                    return True
+            # near underflow a product may round to 0 in one order and not in the other;
+            # that matters only where such a pulse could fire
+            if threshold < SPREAD_UNDERFLOW and np.any(pulses < SPREAD_UNDERFLOW):
+                return True
     return False
 
 
@@ -111,7 +111,7 @@ def spread_clear_threshold(rng, graph, seeds, kwargs) -> dict:
         if not spread_knife_edge(graph, seeds, kwargs):
             return kwargs
         t = kwargs.get("threshold", 1e-4)
-        kwargs["threshold"] = float(t * rng.uniform(1.01, 3.0)) if t > 0 else 1e-250
+        kwargs["threshold"] = float(t * rng.uniform(1.01, 3.0)) if t >= SPREAD_UNDERFLOW else 1e-250
     raise RuntimeError("no threshold clear of the pulses found")  # pragma: no cover
 
 
