@@ -680,12 +680,14 @@ static int spread_parse_dict(PyObject *dict, size_t n, engram_spread_seeds *s, i
             return -1;
         }
         double x;
-        if (PyBool_Check(value) || parse_double("spread", "a seed value", value, &x) < 0) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_TypeError, "spread(): seeds[%lld] must be a real number, got "
-                                              "%.100s", id, Py_TYPE(value)->tp_name);
+        if (PyBool_Check(value) || !(PyFloat_Check(value) || PyLong_Check(value) ||
+                                     PyArray_IsScalar(value, Floating) || PyArray_IsScalar(value, Integer))) {
+            PyErr_Format(PyExc_TypeError, "spread(): seeds[%lld] must be a real number, got %.100s",
+                         id, Py_TYPE(value)->tp_name);
             return -1;
         }
+        x = PyFloat_AsDouble(value);
+        if (x == -1.0 && PyErr_Occurred()) return -1;
         (*ids)[i] = id;
         (*values)[i] = x;
         i++;
