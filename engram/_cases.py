@@ -228,6 +228,159 @@ def spread_edge_cases() -> list:
 
 register_kernel(_spread_kernel())
 
+
+# ---- spread workloads (benchmarks/test_bench_spread.py, the report) ----------
+
+
+def _spread_random_graph(n: int, m: int, seed: int):
+    """n nodes, m random edges (uniform ends, weights U[0.1, 1) float32) as canonical CSR."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    src, dst = rng.integers(0, n, m), rng.integers(0, n, m)
+    w = rng.uniform(0.1, 1.0, m).astype(np.float32)
+    return sp.csr_matrix((w, (src, dst)), shape=(n, n))
+
+
+def _spread_scipy_loop(state, hops: int):
+    """The baseline: x = decay * (P.T @ x); total += x with P row-normalised CSR, float32."""
+    import scipy.sparse as sp
+
+    a = state["matrix"]
+    sums = np.asarray(a.sum(axis=1)).ravel()
+    inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0).astype(np.float32)
+    pt = (sp.diags(inv) @ a).T.tocsr()  # CSR of P.T: SciPy's fastest matvec layout
+    x0 = np.asarray(state["seeds"], dtype=np.float32)
+    decay = np.float32(state["decay"])
+
+    def loop():
+        x = x0.copy()
+        total = x0.copy()
+        for _ in range(hops):
+            x = decay * (pt @ x)
+            total += x
+        return total
+
+    return Call(loop)
+
+
+def _spread_edges_pushed(state) -> int:
+    """Edges a push-only run visits: the out-degrees of the frontier of every hop."""
+    from . import _reference as ref
+
+    g, kw = state["graph"], state["kwargs"]
+    deg = np.diff(g.indptr)
+    src, dst, w = ref._spread_edges(g, kw.get("normalize", "none"))
+    decays = ref._spread_decays(kw.get("decay", 0.85), kw["max_depth"])
+    total = 0
+    for row in np.asarray(state["seeds"], dtype=np.float64).reshape(-1, g.n):
+        frontier = (row > 0) & (row >= kw["threshold"])
+        fired = frontier.copy()
+        pulse = np.where(frontier, row, 0.0)
+        for k in range(kw["max_depth"]):
+            total += int(deg[frontier].sum())  # hop k + 1 pushes these
+            active = frontier[src]
+            nxt = np.zeros(g.n)
+            np.add.at(nxt, dst[active], decays[k] * w[active] * pulse[src[active]])
+            frontier = (nxt > 0) & (nxt >= kw["threshold"]) & (kw.get("revisit", False) | ~fired)
+            fired |= frontier
+            pulse = np.where(frontier, nxt, 0.0)
+    return total
+
+
+def _spread_setup(n: int, m: int, seeds: str, kwargs: dict, batch: int = 0, graph_seed: int = 0):
+    def setup(quick: bool) -> dict:
+        from .graph import Graph
+
+        scale = 10 if quick and n >= 100_000 else 1
+        nn, mm = n // scale, m // scale
+        a = _spread_random_graph(nn, mm, graph_seed)
+        rng = np.random.default_rng(graph_seed + 1)
+        if seeds == "dense":
+            x = rng.random(nn).astype(np.float32)
+        elif seeds == "cue":
+            x = np.zeros(nn, np.float32)
+            x[rng.choice(nn, 10, replace=False)] = 1.0
+        else:  # one node
+            x = np.zeros(nn, np.float32)
+            x[int(rng.integers(nn))] = 1.0
+        state = {"matrix": a, "graph": Graph(a), "seeds": x, "kwargs": dict(kwargs),
+                 "decay": kwargs.get("decay", 0.85), "quick": quick}
+        if batch:
+            xs = np.zeros((batch, nn), np.float32)
+            xs[np.arange(batch), rng.integers(0, nn, batch)] = 1.0
+            state["batch"] = xs
+        return state
+
+    return setup
+
+
+def _spread_bytes_dense(state) -> int:
+    """Bytes a dense hop must move at least, times the hops: every edge's source and
+    weight once (4 + 4 B), every node's pulse read and written and its total read
+    and written once (4 x 8 B).  Random pulse reads move whole lines: more."""
+    g, hops = state["graph"], state["kwargs"]["max_depth"]
+    return hops * (g.nnz * 8 + g.n * 32)
+
+
+def _spread_run(state, threads=1, batch=False):
+    import engram
+
+    seeds = state["batch"] if batch else state["seeds"]
+    return Call(engram.spread, (state["graph"], seeds), dict(state["kwargs"], threads=threads))
+
+
+_S1_KW = {"max_depth": 100, "normalize": "out", "threshold": 0.0, "revisit": True}
+_S2_KW = {"max_depth": 4, "normalize": "out", "threshold": 1e-4}
+_S3_KW = {"max_depth": 10, "normalize": "out", "threshold": 0.0, "revisit": True}
+
+register_workload(Workload(
+    id="S1", kernel="spread",
+    title="1,000 nodes / 5,000 edges, 100 hops from a 10-node cue, normalize='out', threshold=0, revisit",
+    setup=_spread_setup(1000, 5000, "cue", _S1_KW),
+    run=lambda s: _spread_run(s),
+    baselines={"scipy loop": lambda s: _spread_scipy_loop(s, 100)},
+    goals=(Goal("speedup", 6.0, "scipy loop", ">= 6x a SciPy loop doing the same 100 hops"),),
+    seed_target_us=95.8,
+    elements=lambda s: s["graph"].nnz * s["kwargs"]["max_depth"],
+))
+
+register_workload(Workload(
+    id="S2", kernel="spread",
+    title="100,000 nodes / 1,000,000 edges, one seed, max_depth 4, threshold 1e-4, normalize='out'",
+    setup=_spread_setup(100_000, 1_000_000, "one", _S2_KW),
+    run=lambda s: _spread_run(s),
+    baselines={"scipy loop": lambda s: _spread_scipy_loop(s, 4)},
+    goals=(Goal("speedup", 20.0, "scipy loop", ">= 20x the SciPy loop doing 4 dense hops"),),
+    elements=_spread_edges_pushed,
+))
+
+register_workload(Workload(
+    id="S3", kernel="spread",
+    title="1,000,000 nodes / 10,000,000 edges, 10 dense hops (dense seeds, threshold 0, revisit)",
+    setup=_spread_setup(1_000_000, 10_000_000, "dense", _S3_KW),
+    run=lambda s: _spread_run(s),
+    baselines={
+        "scipy loop": lambda s: _spread_scipy_loop(s, 10),
+        "engram (2 threads)": lambda s: _spread_run(s, threads=2),
+    },
+    goals=(Goal("speedup", 3.0, "scipy loop", ">= 3x the SciPy loop"),
+           Goal("bandwidth", 0.6, "", ">= 60% of the same-run read bandwidth for the bytes moved")),
+    bytes_moved=_spread_bytes_dense,
+    elements=lambda s: s["graph"].nnz * s["kwargs"]["max_depth"],
+))
+
+register_workload(Workload(
+    id="S4", kernel="spread",
+    title="S2 with a batch of 64 one-node seed vectors, 2 threads",
+    setup=_spread_setup(100_000, 1_000_000, "one", _S2_KW, batch=64),
+    run=lambda s: _spread_run(s, threads=2, batch=True),
+    baselines={"engram (1 thread)": lambda s: _spread_run(s, threads=1, batch=True)},
+    goals=(Goal("scaling", 1.6, "engram (1 thread)", ">= 1.6x one thread"),),
+    elements=lambda s: s["batch"].size,
+    threads=2,
+))
+
 # ==== end spread ====
 
 # ==== decay ====
