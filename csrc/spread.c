@@ -469,7 +469,8 @@ static void to_rows(row_run *rr) {
     double *total_row = s->total_row;
     uint8_t *fired = s->fired;
     memset(s->pulse, 0, (rows_padded + LANES) * sizeof(double));
-    memset(s->pulse_next, 0, (rows_padded + LANES) * sizeof(double));
+    /* a hop writes every row of pulse_next; only the zero row past them stays */
+    memset(s->pulse_next + rows_padded, 0, LANES * sizeof(double));
     for (size_t i = 0; i < rr->front_count; i++) s->pulse[p->node_row[s->front_ids[i]]] = s->front_send[i];
     memset(fired, 0, p->n_chunks);
     const void *seeds = seeds_row(ctx, rr->row);
@@ -748,7 +749,7 @@ static int spread_row(spread_ctx *ctx, spread_scratch *s, size_t row) {
             seeds_to_rows_f32(p, dense, n, opt->threshold, decay1, s->total_row, s->pulse, s->fired);
         else
             seeds_to_rows_f64(p, dense, n, opt->threshold, decay1, s->total_row, s->pulse, s->fired);
-        memset(s->pulse_next, 0, (p->n_chunks * LANES + LANES) * sizeof(double));
+        memset(s->pulse_next + p->n_chunks * LANES, 0, LANES * sizeof(double));
         rr.in_rows = 1;
         rr.front_count = count;
         pull_hop(&rr, k++);

@@ -207,6 +207,12 @@ def spread(graph, seeds, *, max_depth=4, decay=0.85, threshold=1e-4, normalize="
             )
         if not out.flags.writeable:
             raise ValueError("spread(): out must be writeable")
+        if (isinstance(seeds, np.ndarray) and np.shares_memory(out, seeds)
+                and not (out.dtype == seeds.dtype and out.shape == seeds.shape
+                         and out.strides == seeds.strides
+                         and out.__array_interface__["data"][0] == seeds.__array_interface__["data"][0])):
+            raise ValueError("spread(): out overlaps seeds in memory; pass a separate array or "
+                             "exactly the same array")
         out[...] = result
         return out
     return result

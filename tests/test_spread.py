@@ -506,3 +506,23 @@ def test_arena_raise_policy_leaves_out_untouched():
         engram.arena.configure(size=config["size"], overflow=config["overflow"])
         engram.spread(g, {0: 1.0})  # the next call resets the arena to its size
     assert np.all(out == 7.0)
+
+
+def test_reference_backend_rejects_the_same_bad_inputs():
+    """Rolled back to the reference, every bad input of the table still raises the same way."""
+    import test_bad_input
+
+    rows_checked = 0
+    for case_id, build, exc, words in test_bad_input.CASES:
+        if not case_id.startswith(("spread-", "graph-")):
+            continue
+        fn, args, kwargs, guarded = build()
+        before = [np.array(a, copy=True) for a in guarded]
+        with engram.backend("reference"), pytest.raises(exc) as info:
+            fn(*args, **kwargs)
+        for word in words:
+            assert word in str(info.value), f"{case_id}: {word!r} not in {str(info.value)!r}"
+        for a, b in zip(guarded, before):
+            assert a.tobytes() == b.tobytes(), case_id
+        rows_checked += 1
+    assert rows_checked > 50
