@@ -18,6 +18,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 /* ==================================================================== */
 /* Scalar primitives                                                     */
@@ -891,6 +894,24 @@ static engram_status validate_dense_seeds(const engram_spread_ops *ops, const en
 
 static size_t round_up(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
+/*
+ * Row-space arrays are read at random (pulses, by every slot) and written
+ * whole on every dense hop: on 2 MiB pages the random reads miss the TLB far
+ * less and a fresh heap block takes 512x fewer page faults (measured: ~10%
+ * on a 1M-node, 10M-edge graph).  A hint only; nothing depends on it.
+ */
+static void prefer_huge_pages(void *p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t page = (uintptr_t)2 << 20;
+    const uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
+    const uintptr_t hi = ((uintptr_t)p + bytes) & ~(page - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 static engram_status alloc_scratch(engram_arena *arena, const engram_spread_graph *g,
                                    spread_scratch *s) {
     const size_t n = g->n ? g->n : 1;
@@ -918,6 +939,9 @@ static engram_status alloc_scratch(engram_arena *arena, const engram_spread_grap
         s->fired = engram_arena_alloc(arena, round_up(g->pull->n_chunks + 1));
         if (!s->total_row || !s->pulse || !s->pulse_next || !s->fired)
             return ENGRAM_ERR_NOMEM;
+        prefer_huge_pages(s->total_row, (rows_padded + LANES) * sizeof(double));
+        prefer_huge_pages(s->pulse, (rows_padded + LANES) * sizeof(double));
+        prefer_huge_pages(s->pulse_next, (rows_padded + LANES) * sizeof(double));
     }
     return ENGRAM_OK;
 }
