@@ -312,25 +312,41 @@ typedef enum engram_spread_direction {
 
 /*
  * Pull layout: the transpose in sliced ELLPACK form (SELL-8-sigma).  Nodes
- * are renumbered into rows sorted by in-degree within windows of sigma
- * nodes, so the 8 rows of a chunk have nearly equal lengths (little
- * padding) and a row's node is near the row.  Chunk c holds rows 8c..8c+7;
- * slot j of lane l is at chunk_offset[c] + 8 j + l and names the source by
- * its row (padding: row n, whose pulse is always 0).  A dense hop therefore
- * reads pulses and writes results in row order, sequentially, and sums 8
- * rows at once with no branch per row.
+ * are renumbered into rows sorted by in-degree within windows of
+ * window_rows nodes, so the 8 rows of a chunk have nearly equal lengths
+ * (little padding) and a row's node is near the row.  A slot chunk holds 8
+ * lanes; its slot j of lane l is at chunk_offset[c] + 8 j + l and names a
+ * source by its row (padding: row n, whose pulse is always 0) with the
+ * edge's weight.  A dense hop reads pulses and writes results in row order
+ * and sums 8 rows at once with no branch per row.
+ *
+ * Unblocked (n_blocks == 0): slot chunk c is row chunk c (rows 8c..8c+7).
+ * Blocked: when the pulses outgrow the L2 cache the random pulse reads
+ * wait on L3 and dominate, so the sources are cut into blocks of
+ * block_rows rows (pulses that fit L2) and each block has its own chunks,
+ * over the rows with an in-edge from it, window by window; a hop pulls
+ * block after block, adding each lane's sum into x[chunk_rows[8 c + l]],
+ * then classifies x.  Padding lanes repeat lane 0's row (they add 0).
  */
 typedef struct engram_spread_pull {
-    size_t n_chunks;
+    size_t row_chunks;           /* ceil(n / 8) */
     const int32_t *row_node;     /* n: node of each row */
     const int32_t *node_row;     /* n: row of each node */
+    /* by row, 8 row_chunks entries (padding rows 0): */
+    const double *row_scale;     /* source_scale, or NULL */
+    const uint32_t *row_degree;  /* out-degree, saturated (for the direction choice) */
+    size_t n_chunks;             /* slot chunks */
     const int64_t *chunk_offset; /* n_chunks + 1, in slots */
     const int32_t *chunk_length; /* n_chunks: slots per lane */
     const int32_t *sources;      /* chunk_offset[n_chunks]: source row of each slot */
     const void *weights;         /* each slot's weight (graph's type; padding 0), NULL if unweighted */
-    /* by row, 8 n_chunks entries (padding rows 0): */
-    const double *row_scale;     /* source_scale, or NULL */
-    const uint32_t *row_degree;  /* out-degree, saturated (for the direction choice) */
+    size_t n_blocks;             /* 0: unblocked */
+    size_t block_rows;           /* source rows per block */
+    size_t window_rows;          /* rows per window, a multiple of 8 */
+    size_t n_windows;            /* ceil(n / window_rows) */
+    const int64_t *block_chunks; /* n_blocks x (n_windows + 1): first slot chunk of (block, window) */
+    const int32_t *chunk_rows;   /* 8 per slot chunk: the row of each lane */
+    const int64_t *window_slots; /* n_windows + 1: slots of every block in the windows before */
 } engram_spread_pull;
 
 typedef struct engram_spread_graph {
@@ -397,6 +413,10 @@ typedef struct engram_spread_classify {
     double *pulse_next;       /* by row: what the row sends next hop (0 if it did not fire) */
 } engram_spread_classify;
 
+/* Sums of slot chunks [c0, c1) into x (see accumulate below). */
+typedef void (*engram_spread_pull_fn)(const engram_spread_pull *p, const double *pulse, size_t c0,
+                                      size_t c1, double *x);
+
 /*
  * One dense hop over the rows of chunks [c0, c1): x = the sum (or max) over
  * each row's slots of weight * pulse[source], then every row whose x fires
@@ -411,8 +431,17 @@ typedef size_t (*engram_spread_hop_fn)(const engram_spread_pull *p, const double
 
 struct engram_spread_ops {
     const char *level;
-    /* hop[combine][weight type] (the classify's combine must match) */
+    /* hop[combine][weight type] on an unblocked layout (the classify's combine must match) */
     engram_spread_hop_fn hop[2][3];
+    /*
+     * accumulate[combine][weight type] on a blocked layout: for slot chunks
+     * [c0, c1), x[chunk_rows[8 c + l]] += (or max=) lane l's sum over its
+     * slots of weight * pulse[source]; x is indexed by row.
+     */
+    engram_spread_pull_fn accumulate[2][3];
+    /* The classification of a hop for row chunks [c0, c1); x[0] is row 8 c0's sum. */
+    size_t (*classify)(const engram_spread_classify *k, size_t c0, size_t c1, const double *x,
+                       uint64_t *edges);
     /*
      * out[i] = (float)s[i] for i < n, and the ids of s[i] > 0 && s[i] >=
      * threshold appended to ids (*count of them), stopping at the first s[i]
@@ -443,6 +472,20 @@ size_t engram_spread_hop_max_f32_scalar(const engram_spread_pull *, const double
                                         const engram_spread_classify *, size_t, size_t, uint64_t *);
 size_t engram_spread_hop_max_f64_scalar(const engram_spread_pull *, const double *,
                                         const engram_spread_classify *, size_t, size_t, uint64_t *);
+void engram_spread_accumulate_sum_unweighted_scalar(const engram_spread_pull *, const double *,
+                                                    size_t, size_t, double *);
+void engram_spread_accumulate_sum_f32_scalar(const engram_spread_pull *, const double *, size_t,
+                                             size_t, double *);
+void engram_spread_accumulate_sum_f64_scalar(const engram_spread_pull *, const double *, size_t,
+                                             size_t, double *);
+void engram_spread_accumulate_max_unweighted_scalar(const engram_spread_pull *, const double *,
+                                                    size_t, size_t, double *);
+void engram_spread_accumulate_max_f32_scalar(const engram_spread_pull *, const double *, size_t,
+                                             size_t, double *);
+void engram_spread_accumulate_max_f64_scalar(const engram_spread_pull *, const double *, size_t,
+                                             size_t, double *);
+size_t engram_spread_classify_scalar(const engram_spread_classify *, size_t, size_t, const double *,
+                                     uint64_t *);
 size_t engram_spread_select_f32_scalar(const float *, size_t, float, float *, int64_t *, size_t *);
 size_t engram_spread_select_f64_scalar(const double *, size_t, double, float *, int64_t *,
                                        size_t *);
@@ -462,17 +505,27 @@ engram_status engram_spread_run(engram_arena *arena, const engram_spread_graph *
                                 float *out, ptrdiff_t out_row_stride, int *wants_pull,
                                 uint64_t *edges);
 
-/* Pull layout, step 1: rows (sorted by in-degree in windows of sigma), chunk lengths and
- * offsets, row degrees.  chunk_offset[n_chunks] is the slot count step 2 needs. */
+/*
+ * Pull layout, step 1: rows (sorted by in-degree within windows of
+ * window_rows nodes) and row degrees (8 ceil(n / 8) entries), and the slot
+ * chunks and slots step 2 fills.  block_rows = 0: unblocked.
+ */
 engram_status engram_spread_pull_plan(engram_arena *arena, const engram_spread_graph *g,
-                                      size_t sigma, int32_t *row_node, int32_t *node_row,
-                                      int32_t *chunk_length, int64_t *chunk_offset,
-                                      uint32_t *row_degree /* 8 n_chunks */);
-/* Step 2: each slot's source row and (if weights_out) weight, from the CSR of g;
- * g->weights and g->weight_type give the weights to lay out. */
-engram_status engram_spread_pull_fill(engram_arena *arena, const engram_spread_graph *g,
-                                      const int32_t *node_row, const int64_t *chunk_offset,
-                                      size_t n_chunks, int32_t *sources, void *weights_out);
+                                      size_t window_rows, size_t block_rows, int32_t *row_node,
+                                      int32_t *node_row, uint32_t *row_degree, size_t *n_chunks,
+                                      size_t *n_slots);
+/*
+ * Step 2: chunk lengths and offsets, and (blocked) chunk rows, the chunks
+ * of each (block, window) and the slots before each window; each slot's
+ * source row; and, if weights_out, each slot's weight from g->weights.
+ * Any output may be NULL (to lay out another weight array later).
+ */
+engram_status engram_spread_pull_build(engram_arena *arena, const engram_spread_graph *g,
+                                       size_t window_rows, size_t block_rows,
+                                       const int32_t *row_node, const int32_t *node_row,
+                                       int32_t *chunk_length, int64_t *chunk_offset,
+                                       int32_t *chunk_rows, int64_t *block_chunks,
+                                       int64_t *window_slots, int32_t *sources, void *weights_out);
 
 /* ---- end spread ----------------------------------------------------- */
 

@@ -538,25 +538,49 @@ static int spread_get_view(PyObject *graph, int normalize, int want_pull, spread
     g->pull_possible = PyObject_IsTrue(PyTuple_GET_ITEM(t, 7)) == 1;
     PyObject *layout = PyTuple_GET_ITEM(t, 6);
     if (layout == Py_None) return 0;
-    if (!PyTuple_Check(layout) || PyTuple_GET_SIZE(layout) != 8) {
-        PyErr_SetString(PyExc_RuntimeError, "spread(): the graph's pull layout is not a tuple of 8");
+    if (!PyTuple_Check(layout) || PyTuple_GET_SIZE(layout) != 12) {
+        PyErr_SetString(PyExc_RuntimeError, "spread(): the graph's pull layout is not a tuple of 12");
         return -1;
     }
     engram_spread_pull *p = &v->pull;
-    p->n_chunks = (n + ENGRAM_SPREAD_LANES - 1) / ENGRAM_SPREAD_LANES;
-    const npy_intp rows_padded = (npy_intp)(p->n_chunks * ENGRAM_SPREAD_LANES);
+    Py_ssize_t window_rows = 0, block_rows = 0;
+    if (!PyArg_ParseTuple(PyTuple_GET_ITEM(layout, 11), "nn", &window_rows, &block_rows)) return -1;
+    if (window_rows < ENGRAM_SPREAD_LANES || window_rows % ENGRAM_SPREAD_LANES || block_rows < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "spread(): the graph's pull layout has bad sizes");
+        return -1;
+    }
+    p->row_chunks = (n + ENGRAM_SPREAD_LANES - 1) / ENGRAM_SPREAD_LANES;
+    p->window_rows = (size_t)window_rows;
+    p->n_windows = (n + p->window_rows - 1) / p->window_rows;
+    p->block_rows = (size_t)block_rows;
+    p->n_blocks = block_rows ? (n + (size_t)block_rows - 1) / (size_t)block_rows : 0;
+    PyObject *lengths = PyTuple_GET_ITEM(layout, 3);
+    p->n_chunks = PyArray_Check(lengths) ? (size_t)PyArray_SIZE((PyArrayObject *)lengths) : 0;
+    const npy_intp rows_padded = (npy_intp)(p->row_chunks * ENGRAM_SPREAD_LANES);
     const void *row_node, *node_row, *chunk_offset, *chunk_length, *sources, *row_scale, *row_degree;
+    const void *chunk_rows = NULL, *block_chunks = NULL, *window_slots = NULL;
     if (spread_buffer(PyTuple_GET_ITEM(layout, 0), "row_node", NPY_INT32, (npy_intp)n, 0, &row_node) < 0 ||
         spread_buffer(PyTuple_GET_ITEM(layout, 1), "node_row", NPY_INT32, (npy_intp)n, 0, &node_row) < 0 ||
         spread_buffer(PyTuple_GET_ITEM(layout, 2), "chunk_offset", NPY_INT64,
                       (npy_intp)p->n_chunks + 1, 0, &chunk_offset) < 0 ||
-        spread_buffer(PyTuple_GET_ITEM(layout, 3), "chunk_length", NPY_INT32,
-                      (npy_intp)p->n_chunks, 0, &chunk_length) < 0 ||
+        spread_buffer(lengths, "chunk_length", NPY_INT32, (npy_intp)p->n_chunks, 0, &chunk_length) < 0 ||
         spread_buffer(PyTuple_GET_ITEM(layout, 6), "row_scale", NPY_DOUBLE, rows_padded, 1,
                       &row_scale) < 0 ||
         spread_buffer(PyTuple_GET_ITEM(layout, 7), "row_degree", NPY_UINT32, rows_padded, 0,
                       &row_degree) < 0)
         return -1;
+    if (p->n_blocks &&
+        (spread_buffer(PyTuple_GET_ITEM(layout, 8), "chunk_rows", NPY_INT32,
+                       (npy_intp)(p->n_chunks * ENGRAM_SPREAD_LANES), 0, &chunk_rows) < 0 ||
+         spread_buffer(PyTuple_GET_ITEM(layout, 9), "block_chunks", NPY_INT64,
+                       (npy_intp)(p->n_blocks * (p->n_windows + 1)), 0, &block_chunks) < 0 ||
+         spread_buffer(PyTuple_GET_ITEM(layout, 10), "window_slots", NPY_INT64,
+                       (npy_intp)p->n_windows + 1, 0, &window_slots) < 0))
+        return -1;
+    if (!p->n_blocks && p->n_chunks != p->row_chunks) {
+        PyErr_SetString(PyExc_RuntimeError, "spread(): the graph's pull layout does not match it");
+        return -1;
+    }
     const npy_intp slots = (npy_intp)((const int64_t *)chunk_offset)[p->n_chunks];
     if (spread_buffer(PyTuple_GET_ITEM(layout, 4), "sources", NPY_INT32, slots, 0, &sources) < 0 ||
         spread_buffer(PyTuple_GET_ITEM(layout, 5), "pull weights", weight_npy, slots,
@@ -574,6 +598,9 @@ static int spread_get_view(PyObject *graph, int normalize, int want_pull, spread
     p->sources = sources;
     p->row_scale = row_scale;
     p->row_degree = row_degree;
+    p->chunk_rows = chunk_rows;
+    p->block_chunks = block_chunks;
+    p->window_slots = window_slots;
     g->pull = p;
     return 0;
 }
@@ -837,7 +864,6 @@ done:
     return result;
 }
 
-/* _spread_pull_plan(indptr, indices, n, sigma) -> (row_node, node_row, chunk_length, chunk_offset, row_degree) */
 static int spread_csr_args(PyObject *indptr, PyObject *indices, PyObject *weights, Py_ssize_t n,
                            engram_spread_graph *g) {
     memset(g, 0, sizeof *g);
@@ -862,95 +888,125 @@ static int spread_csr_args(PyObject *indptr, PyObject *indices, PyObject *weight
     return 0;
 }
 
+/* _spread_pull_plan(indptr, indices, n, window_rows, block_rows)
+ *   -> (row_node, node_row, row_degree, n_chunks, n_slots) */
 static PyObject *py_spread_pull_plan(PyObject *module, PyObject *args) {
     (void)module;
     PyObject *indptr, *indices;
-    Py_ssize_t n, sigma;
-    if (!PyArg_ParseTuple(args, "OOnn", &indptr, &indices, &n, &sigma)) return NULL;
+    Py_ssize_t n, window_rows, block_rows;
+    if (!PyArg_ParseTuple(args, "OOnnn", &indptr, &indices, &n, &window_rows, &block_rows)) return NULL;
     engram_spread_graph g;
     if (spread_csr_args(indptr, indices, NULL, n, &g) < 0) return NULL;
-    if ((size_t)n > ENGRAM_SPREAD_PULL_MAX_NODES) {
+    if ((size_t)n > ENGRAM_SPREAD_PULL_MAX_NODES || window_rows < 0 || block_rows < 0) {
         PyErr_Format(PyExc_ValueError, "the pull layout holds at most %zu nodes, got %zd",
                      ENGRAM_SPREAD_PULL_MAX_NODES, n);
         return NULL;
     }
-    const npy_intp n_chunks = (n + ENGRAM_SPREAD_LANES - 1) / ENGRAM_SPREAD_LANES;
-    npy_intp dims_n = n, dims_chunks = n_chunks, dims_offsets = n_chunks + 1,
-             dims_rows = n_chunks * ENGRAM_SPREAD_LANES;
+    npy_intp dims_n = n, dims_rows = (n + ENGRAM_SPREAD_LANES - 1) / ENGRAM_SPREAD_LANES * ENGRAM_SPREAD_LANES;
     PyObject *row_node = PyArray_EMPTY(1, &dims_n, NPY_INT32, 0);
     PyObject *node_row = PyArray_EMPTY(1, &dims_n, NPY_INT32, 0);
-    PyObject *chunk_length = PyArray_EMPTY(1, &dims_chunks, NPY_INT32, 0);
-    PyObject *chunk_offset = PyArray_EMPTY(1, &dims_offsets, NPY_INT64, 0);
     PyObject *row_degree = PyArray_EMPTY(1, &dims_rows, NPY_UINT32, 0);
     PyObject *result = NULL;
-    if (row_node && node_row && chunk_length && chunk_offset && row_degree) {
+    if (row_node && node_row && row_degree) {
         engram_arena *arena = engram_arena_get();
         engram_status status = ENGRAM_ERR_NOMEM;
+        size_t n_chunks = 0, n_slots = 0;
         if (arena) {
             Py_BEGIN_ALLOW_THREADS
-            status = engram_spread_pull_plan(
-                arena, &g, (size_t)sigma, PyArray_DATA((PyArrayObject *)row_node),
-                PyArray_DATA((PyArrayObject *)node_row), PyArray_DATA((PyArrayObject *)chunk_length),
-                PyArray_DATA((PyArrayObject *)chunk_offset), PyArray_DATA((PyArrayObject *)row_degree));
+            status = engram_spread_pull_plan(arena, &g, (size_t)window_rows, (size_t)block_rows,
+                                             PyArray_DATA((PyArrayObject *)row_node),
+                                             PyArray_DATA((PyArrayObject *)node_row),
+                                             PyArray_DATA((PyArrayObject *)row_degree), &n_chunks, &n_slots);
             engram_arena_reset(arena);
             Py_END_ALLOW_THREADS
         }
         if (status == ENGRAM_OK)
-            result = PyTuple_Pack(5, row_node, node_row, chunk_length, chunk_offset, row_degree);
+            result = Py_BuildValue("(OOOnn)", row_node, node_row, row_degree, (Py_ssize_t)n_chunks,
+                                   (Py_ssize_t)n_slots);
         else
             raise_status(status);
     }
     Py_XDECREF(row_node);
     Py_XDECREF(node_row);
-    Py_XDECREF(chunk_length);
-    Py_XDECREF(chunk_offset);
     Py_XDECREF(row_degree);
     return result;
 }
 
-/* _spread_pull_fill(indptr, indices, weights, node_row, chunk_offset, with_sources) -> (sources, weights) */
-static PyObject *py_spread_pull_fill(PyObject *module, PyObject *args) {
+/*
+ * _spread_pull_build(indptr, indices, weights, row_node, node_row, window_rows, block_rows,
+ *                    n_chunks, n_slots, with_chunks)
+ *   -> (chunk_length, chunk_offset, chunk_rows, block_chunks, window_slots, sources, weights)
+ * (the chunk arrays and sources are None unless with_chunks; weights None if unweighted)
+ */
+static PyObject *py_spread_pull_build(PyObject *module, PyObject *args) {
     (void)module;
-    PyObject *indptr, *indices, *weights, *node_row_obj, *chunk_offset_obj;
-    int with_sources;
-    if (!PyArg_ParseTuple(args, "OOOOOp", &indptr, &indices, &weights, &node_row_obj,
-                          &chunk_offset_obj, &with_sources))
+    PyObject *indptr, *indices, *weights, *row_node_obj, *node_row_obj;
+    Py_ssize_t window_rows, block_rows, n_chunks, n_slots;
+    int with_chunks;
+    if (!PyArg_ParseTuple(args, "OOOOOnnnnp", &indptr, &indices, &weights, &row_node_obj, &node_row_obj,
+                          &window_rows, &block_rows, &n_chunks, &n_slots, &with_chunks))
         return NULL;
-    if (!PyArray_Check(node_row_obj)) {
-        PyErr_SetString(PyExc_TypeError, "node_row must be an array");
+    if (!PyArray_Check(node_row_obj) || window_rows < 0 || block_rows < 0 || n_chunks < 0 || n_slots < 0) {
+        PyErr_SetString(PyExc_ValueError, "bad pull layout arguments");
         return NULL;
     }
     const Py_ssize_t n = PyArray_SIZE((PyArrayObject *)node_row_obj);
     engram_spread_graph g;
-    const void *node_row, *chunk_offset;
-    const npy_intp n_chunks = (n + ENGRAM_SPREAD_LANES - 1) / ENGRAM_SPREAD_LANES;
+    const void *row_node, *node_row;
     if (spread_csr_args(indptr, indices, weights, n, &g) < 0 ||
-        spread_buffer(node_row_obj, "node_row", NPY_INT32, n, 0, &node_row) < 0 ||
-        spread_buffer(chunk_offset_obj, "chunk_offset", NPY_INT64, n_chunks + 1, 0, &chunk_offset) < 0)
+        spread_buffer(row_node_obj, "row_node", NPY_INT32, n, 0, &row_node) < 0 ||
+        spread_buffer(node_row_obj, "node_row", NPY_INT32, n, 0, &node_row) < 0)
         return NULL;
-    npy_intp slots = (npy_intp)((const int64_t *)chunk_offset)[n_chunks];
-    PyObject *sources = with_sources ? PyArray_EMPTY(1, &slots, NPY_INT32, 0) : (Py_INCREF(Py_None), Py_None);
-    PyObject *laid = g.weights ? PyArray_EMPTY(1, &slots, g.weight_type == ENGRAM_SPREAD_F32
-                                                             ? NPY_FLOAT : NPY_DOUBLE, 0)
-                               : (Py_INCREF(Py_None), Py_None);
+    const size_t wr = window_rows < ENGRAM_SPREAD_LANES ? ENGRAM_SPREAD_LANES
+                                                        : (size_t)window_rows / ENGRAM_SPREAD_LANES * ENGRAM_SPREAD_LANES;
+    const npy_intp n_windows = (npy_intp)(((size_t)n + wr - 1) / wr);
+    const npy_intp n_blocks = block_rows ? (npy_intp)(((size_t)n + (size_t)block_rows - 1) / (size_t)block_rows) : 0;
+    npy_intp d_chunks = n_chunks, d_offsets = n_chunks + 1, d_lanes = n_chunks * ENGRAM_SPREAD_LANES,
+             d_blocks = n_blocks * (n_windows + 1), d_windows = n_windows + 1, d_slots = n_slots;
+    PyObject *out[7] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    int ok = 1;
+    if (with_chunks) {
+        out[0] = PyArray_EMPTY(1, &d_chunks, NPY_INT32, 0);
+        out[1] = PyArray_EMPTY(1, &d_offsets, NPY_INT64, 0);
+        out[5] = PyArray_EMPTY(1, &d_slots, NPY_INT32, 0);
+        ok = out[0] && out[1] && out[5];
+        if (block_rows) {
+            out[2] = PyArray_EMPTY(1, &d_lanes, NPY_INT32, 0);
+            out[3] = PyArray_EMPTY(1, &d_blocks, NPY_INT64, 0);
+            out[4] = PyArray_EMPTY(1, &d_windows, NPY_INT64, 0);
+            ok = ok && out[2] && out[3] && out[4];
+        }
+    }
+    if (ok && g.weights) {
+        out[6] = PyArray_EMPTY(1, &d_slots, g.weight_type == ENGRAM_SPREAD_F32 ? NPY_FLOAT : NPY_DOUBLE, 0);
+        ok = out[6] != NULL;
+    }
     PyObject *result = NULL;
-    if (sources && laid) {
+    if (ok) {
+        void *data[7];
+        for (int i = 0; i < 7; i++) data[i] = out[i] ? PyArray_DATA((PyArrayObject *)out[i]) : NULL;
         engram_arena *arena = engram_arena_get();
         engram_status status = ENGRAM_ERR_NOMEM;
         if (arena) {
             Py_BEGIN_ALLOW_THREADS
-            status = engram_spread_pull_fill(
-                arena, &g, node_row, chunk_offset, (size_t)n_chunks,
-                sources == Py_None ? NULL : PyArray_DATA((PyArrayObject *)sources),
-                laid == Py_None ? NULL : PyArray_DATA((PyArrayObject *)laid));
+            status = engram_spread_pull_build(arena, &g, (size_t)window_rows, (size_t)block_rows,
+                                              row_node, node_row, data[0], data[1], data[2], data[3],
+                                              data[4], data[5], data[6]);
             engram_arena_reset(arena);
             Py_END_ALLOW_THREADS
         }
-        if (status == ENGRAM_OK) result = PyTuple_Pack(2, sources, laid);
-        else raise_status(status);
+        if (status == ENGRAM_OK) {
+            result = PyTuple_New(7);
+            for (int i = 0; result && i < 7; i++) {
+                PyObject *item = out[i] ? out[i] : Py_None;
+                Py_INCREF(item);
+                PyTuple_SET_ITEM(result, i, item);
+            }
+        } else {
+            raise_status(status);
+        }
     }
-    Py_XDECREF(sources);
-    Py_XDECREF(laid);
+    for (int i = 0; i < 7; i++) Py_XDECREF(out[i]);
     return result;
 }
 
@@ -1471,7 +1527,7 @@ static PyMethodDef core_methods[] = {
      "total ('sum') or keeps the larger ('max').  decay is a factor in (0, 1] or\n"
      "max_depth of them.  Returns the totals, (n,) or (b, n) float32."},
     {"_spread_pull_plan", py_spread_pull_plan, METH_VARARGS, NULL},
-    {"_spread_pull_fill", py_spread_pull_fill, METH_VARARGS, NULL},
+    {"_spread_pull_build", py_spread_pull_build, METH_VARARGS, NULL},
     {"_spread_pull_max_nodes", py_spread_pull_max_nodes, METH_NOARGS, NULL},
     {"_spread_tuning", py_spread_tuning, METH_VARARGS, NULL},
     /* end spread */

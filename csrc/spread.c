@@ -67,8 +67,8 @@ DEFINE_PULL_SCALAR(pull_max_unweighted_scalar, double, W_ONE, ACC_MAX)
 DEFINE_PULL_SCALAR(pull_max_f32_scalar, float, W_F32, ACC_MAX)
 DEFINE_PULL_SCALAR(pull_max_f64_scalar, double, W_F64, ACC_MAX)
 
-static size_t classify_scalar(const engram_spread_classify *k, size_t c0, size_t c1,
-                              const double *x, uint64_t *edges) {
+size_t engram_spread_classify_scalar(const engram_spread_classify *k, size_t c0, size_t c1,
+                                     const double *x, uint64_t *edges) {
     /* locals: the fired bytes are uint8_t, which may alias anything */
     const double threshold = k->threshold, send = k->send;
     const double *row_scale = k->row_scale;
@@ -114,7 +114,7 @@ static size_t classify_scalar(const engram_spread_classify *k, size_t c0, size_t
         for (size_t b = c0; b < c1; b += HOP_BLOCK) {                                            \
             const size_t e = b + HOP_BLOCK < c1 ? b + HOP_BLOCK : c1;                            \
             pull(p, pulse, b, e, x);                                                             \
-            fired += classify_scalar(k, b, e, x, edges);                                         \
+            fired += engram_spread_classify_scalar(k, b, e, x, edges);                                         \
         }                                                                                        \
         return fired;                                                                            \
     }
@@ -125,6 +125,27 @@ DEFINE_HOP_SCALAR(engram_spread_hop_sum_f64_scalar, pull_sum_f64_scalar)
 DEFINE_HOP_SCALAR(engram_spread_hop_max_unweighted_scalar, pull_max_unweighted_scalar)
 DEFINE_HOP_SCALAR(engram_spread_hop_max_f32_scalar, pull_max_f32_scalar)
 DEFINE_HOP_SCALAR(engram_spread_hop_max_f64_scalar, pull_max_f64_scalar)
+
+/*
+ * Blocked layout: a chunk's 8 sums go to 8 rows anywhere in its window, so
+ * they are added one by one (a padding lane adds 0 to lane 0's row).
+ */
+#define DEFINE_ACCUMULATE_SCALAR(name, pull, accumulate)                                          \
+    void name(const engram_spread_pull *p, const double *pulse, size_t c0, size_t c1, double *x) { \
+        double sums[LANES];                                                                      \
+        for (size_t c = c0; c < c1; c++) {                                                       \
+            pull(p, pulse, c, c + 1, sums);                                                      \
+            const int32_t *rows = p->chunk_rows + c * LANES;                                     \
+            for (int l = 0; l < LANES; l++) accumulate(x[rows[l]], sums[l]);                     \
+        }                                                                                        \
+    }
+
+DEFINE_ACCUMULATE_SCALAR(engram_spread_accumulate_sum_unweighted_scalar, pull_sum_unweighted_scalar, ACC_SUM)
+DEFINE_ACCUMULATE_SCALAR(engram_spread_accumulate_sum_f32_scalar, pull_sum_f32_scalar, ACC_SUM)
+DEFINE_ACCUMULATE_SCALAR(engram_spread_accumulate_sum_f64_scalar, pull_sum_f64_scalar, ACC_SUM)
+DEFINE_ACCUMULATE_SCALAR(engram_spread_accumulate_max_unweighted_scalar, pull_max_unweighted_scalar, ACC_MAX)
+DEFINE_ACCUMULATE_SCALAR(engram_spread_accumulate_max_f32_scalar, pull_max_f32_scalar, ACC_MAX)
+DEFINE_ACCUMULATE_SCALAR(engram_spread_accumulate_max_f64_scalar, pull_max_f64_scalar, ACC_MAX)
 
 /* Finite and >= 0: false for NaN, negatives and infinities. */
 #define SEED_OK_F32(v) ((v) >= 0.0f && (v) <= 3.40282346638528859812e+38f)
@@ -180,6 +201,11 @@ const engram_spread_ops engram_spread_ops_scalar = {
              engram_spread_hop_sum_f64_scalar},
             {engram_spread_hop_max_unweighted_scalar, engram_spread_hop_max_f32_scalar,
              engram_spread_hop_max_f64_scalar}},
+    .accumulate = {{engram_spread_accumulate_sum_unweighted_scalar, engram_spread_accumulate_sum_f32_scalar,
+                    engram_spread_accumulate_sum_f64_scalar},
+                   {engram_spread_accumulate_max_unweighted_scalar, engram_spread_accumulate_max_f32_scalar,
+                    engram_spread_accumulate_max_f64_scalar}},
+    .classify = engram_spread_classify_scalar,
     .select_f32 = engram_spread_select_f32_scalar,
     .select_f64 = engram_spread_select_f64_scalar,
     .first_bad_f32 = engram_spread_first_bad_f32_scalar,
@@ -202,92 +228,204 @@ static inline size_t csr_target(const engram_spread_graph *g, size_t e) {
 
 typedef struct degree_sort_item {
     int64_t degree;
-    int32_t node;
+    int32_t index;
 } degree_sort_item;
 
-/* Larger in-degree first; ties by node id, so the order is deterministic. */
-static int by_degree_then_node(const void *a, const void *b) {
+/* Larger degree first; ties by index, so the order is deterministic. */
+static int by_degree_then_index(const void *a, const void *b) {
     const degree_sort_item *x = a, *y = b;
     if (x->degree != y->degree) return x->degree > y->degree ? -1 : 1;
-    return (x->node > y->node) - (x->node < y->node);
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static size_t window_size(size_t window_rows) {
+    if (window_rows < LANES) window_rows = LANES;
+    return window_rows - window_rows % LANES;
+}
+
+static engram_status check_length(int64_t length, int32_t row) {
+    if (length > INT32_MAX)
+        return engram_fail(ENGRAM_ERR_VALUE, "row %d has %lld in-edges, more than the pull "
+                                             "layout's int32 lengths hold",
+                           (int)row, (long long)length);
+    return ENGRAM_OK;
+}
+
+/*
+ * Walk the chunks of a layout in order, writing whichever outputs are not
+ * NULL; counts in *n_chunks and *n_slots.  The rows (row_node/node_row)
+ * are fixed already.
+ */
+static engram_status lay_out(engram_arena *arena, const engram_spread_graph *g, size_t window_rows,
+                             size_t block_rows, const int32_t *row_node, const int32_t *node_row,
+                             int32_t *chunk_length, int64_t *chunk_offset, int32_t *chunk_rows,
+                             int64_t *block_chunks, int64_t *window_slots, int32_t *sources,
+                             void *weights_out, size_t *n_chunks, size_t *n_slots) {
+    const size_t n = g->n, row_chunks = (n + LANES - 1) / LANES;
+    const int f32 = g->weight_type == ENGRAM_SPREAD_F32;
+    engram_status status;
+    if (block_rows == 0) {
+        /* unblocked: chunk c is rows 8c..8c+7, sorted so lane 0 is the longest */
+        int64_t *in_degree = engram_arena_alloc(arena, (n + 1) * sizeof *in_degree);
+        int64_t *filled = engram_arena_alloc(arena, (n + 1) * sizeof *filled);
+        if (in_degree == NULL || filled == NULL) return ENGRAM_ERR_NOMEM;
+        memset(in_degree, 0, (n + 1) * sizeof *in_degree);
+        memset(filled, 0, (n + 1) * sizeof *filled);
+        for (size_t e = 0; e < g->nnz; e++) in_degree[node_row[csr_target(g, e)]]++;
+        int64_t slot = 0;
+        for (size_t c = 0; c < row_chunks; c++) {
+            const int64_t length = in_degree[c * LANES];
+            if ((status = check_length(length, (int32_t)(c * LANES))) != ENGRAM_OK) return status;
+            if (chunk_length) chunk_length[c] = (int32_t)length;
+            filled[c] = slot; /* reused below as the chunk's first slot */
+            if (chunk_offset) chunk_offset[c] = slot;
+            slot += length * LANES;
+        }
+        if (chunk_offset) chunk_offset[row_chunks] = slot;
+        *n_chunks = row_chunks;
+        *n_slots = (size_t)slot;
+        if (sources == NULL && weights_out == NULL) return ENGRAM_OK;
+        if (sources)
+            for (int64_t i = 0; i < slot; i++) sources[i] = (int32_t)n;
+        if (weights_out) memset(weights_out, 0, (size_t)slot * (f32 ? sizeof(float) : sizeof(double)));
+        int64_t *start = filled; /* chunk starts, then the rows' fill counts in in_degree */
+        memset(in_degree, 0, (n + 1) * sizeof *in_degree);
+        for (size_t u = 0; u < n; u++) {
+            const size_t e0 = csr_start(g, u), e1 = csr_start(g, u + 1);
+            const int32_t source_row = node_row[u];
+            for (size_t e = e0; e < e1; e++) {
+                const size_t r = (size_t)node_row[csr_target(g, e)];
+                const size_t at = (size_t)start[r / LANES] + (size_t)in_degree[r]++ * LANES + r % LANES;
+                if (sources) sources[at] = source_row;
+                if (weights_out) {
+                    if (f32) ((float *)weights_out)[at] = ((const float *)g->weights)[e];
+                    else ((double *)weights_out)[at] = ((const double *)g->weights)[e];
+                }
+            }
+        }
+        return ENGRAM_OK;
+    }
+
+    /* blocked: per source block, the rows it reaches, window by window, by degree from it */
+    const size_t wr = window_size(window_rows);
+    const size_t n_windows = (n + wr - 1) / wr, n_blocks = (n + block_rows - 1) / block_rows;
+    int64_t *degree = engram_arena_alloc(arena, (n + 1) * sizeof *degree);
+    int64_t *lane_of = engram_arena_alloc(arena, (n + 1) * sizeof *lane_of);
+    int64_t *filled = engram_arena_alloc(arena, (n + 1) * sizeof *filled);
+    degree_sort_item *items = engram_arena_alloc(arena, wr * sizeof *items);
+    /* a block has at most one partly filled chunk per window */
+    int64_t *block_offsets = engram_arena_alloc(arena, (row_chunks + n_windows + 1) * sizeof(int64_t));
+    if (!degree || !lane_of || !filled || !items || !block_offsets) return ENGRAM_ERR_NOMEM;
+    if (window_slots) memset(window_slots, 0, (n_windows + 1) * sizeof *window_slots);
+    size_t chunk = 0;
+    int64_t slot = 0;
+    for (size_t b = 0; b < n_blocks; b++) {
+        const size_t s0 = b * block_rows, s1 = s0 + block_rows < n ? s0 + block_rows : n;
+        memset(degree, 0, (n + 1) * sizeof *degree);
+        for (size_t s = s0; s < s1; s++) {
+            const size_t u = (size_t)row_node[s];
+            for (size_t e = csr_start(g, u); e < csr_start(g, u + 1); e++) degree[node_row[csr_target(g, e)]]++;
+        }
+        const size_t first_chunk = chunk;
+        for (size_t w = 0; w < n_windows; w++) {
+            if (block_chunks) block_chunks[b * (n_windows + 1) + w] = (int64_t)chunk;
+            const size_t r0 = w * wr, r1 = r0 + wr < n ? r0 + wr : n;
+            size_t k = 0;
+            for (size_t r = r0; r < r1; r++)
+                if (degree[r] > 0) items[k++] = (degree_sort_item){degree[r], (int32_t)r};
+            qsort(items, k, sizeof *items, by_degree_then_index);
+            for (size_t i = 0; i < k; i += LANES) {
+                const int64_t length = items[i].degree;
+                if ((status = check_length(length, items[i].index)) != ENGRAM_OK) return status;
+                if (chunk_length) chunk_length[chunk] = (int32_t)length;
+                if (chunk_offset) chunk_offset[chunk] = slot;
+                block_offsets[chunk - first_chunk] = slot;
+                for (size_t l = 0; l < LANES; l++) {
+                    const int real = i + l < k;
+                    const int32_t r = real ? items[i + l].index : items[i].index;
+                    if (chunk_rows) chunk_rows[chunk * LANES + l] = r;
+                    if (real) lane_of[r] = (int64_t)(chunk * LANES + l);
+                }
+                if (window_slots) window_slots[w + 1] += length * LANES;
+                slot += length * LANES;
+                chunk++;
+            }
+        }
+        if (block_chunks) block_chunks[b * (n_windows + 1) + n_windows] = (int64_t)chunk;
+        if (sources == NULL && weights_out == NULL) continue;
+        const int64_t b_first = block_offsets[0], b_end = slot;
+        if (chunk > first_chunk) {
+            if (sources)
+                for (int64_t i = b_first; i < b_end; i++) sources[i] = (int32_t)n;
+            if (weights_out) {
+                if (f32) memset((float *)weights_out + b_first, 0, (size_t)(b_end - b_first) * sizeof(float));
+                else memset((double *)weights_out + b_first, 0, (size_t)(b_end - b_first) * sizeof(double));
+            }
+        }
+        memset(filled, 0, (n + 1) * sizeof *filled);
+        for (size_t s = s0; s < s1; s++) {
+            const size_t u = (size_t)row_node[s];
+            for (size_t e = csr_start(g, u); e < csr_start(g, u + 1); e++) {
+                const size_t r = (size_t)node_row[csr_target(g, e)];
+                const size_t lane = (size_t)lane_of[r];
+                const size_t at = (size_t)block_offsets[lane / LANES - first_chunk] +
+                                  (size_t)filled[r]++ * LANES + lane % LANES;
+                if (sources) sources[at] = (int32_t)s;
+                if (weights_out) {
+                    if (f32) ((float *)weights_out)[at] = ((const float *)g->weights)[e];
+                    else ((double *)weights_out)[at] = ((const double *)g->weights)[e];
+                }
+            }
+        }
+    }
+    if (chunk_offset) chunk_offset[chunk] = slot;
+    if (window_slots)
+        for (size_t w = 0; w < n_windows; w++) window_slots[w + 1] += window_slots[w];
+    *n_chunks = chunk;
+    *n_slots = (size_t)slot;
+    return ENGRAM_OK;
 }
 
 engram_status engram_spread_pull_plan(engram_arena *arena, const engram_spread_graph *g,
-                                      size_t sigma, int32_t *row_node, int32_t *node_row,
-                                      int32_t *chunk_length, int64_t *chunk_offset,
-                                      uint32_t *row_degree) {
+                                      size_t window_rows, size_t block_rows, int32_t *row_node,
+                                      int32_t *node_row, uint32_t *row_degree, size_t *n_chunks,
+                                      size_t *n_slots) {
     const size_t n = g->n;
     if (n > ENGRAM_SPREAD_PULL_MAX_NODES)
         return engram_fail(ENGRAM_ERR_VALUE, "the pull layout numbers rows with int32: %zu nodes "
                                              "are too many", n);
-    const size_t n_chunks = (n + LANES - 1) / LANES;
-    if (sigma < LANES) sigma = LANES;
-    sigma -= sigma % LANES;
+    const size_t row_chunks = (n + LANES - 1) / LANES, wr = window_size(window_rows);
     int64_t *in_degree = engram_arena_alloc(arena, (n + 1) * sizeof *in_degree);
-    degree_sort_item *items = engram_arena_alloc(arena, sigma * sizeof *items);
+    degree_sort_item *items = engram_arena_alloc(arena, wr * sizeof *items);
     if (in_degree == NULL || items == NULL) return ENGRAM_ERR_NOMEM;
     memset(in_degree, 0, (n + 1) * sizeof *in_degree);
     for (size_t e = 0; e < g->nnz; e++) in_degree[csr_target(g, e)]++;
-    for (size_t w0 = 0; w0 < n; w0 += sigma) {
-        const size_t w1 = w0 + sigma < n ? w0 + sigma : n;
+    for (size_t w0 = 0; w0 < n; w0 += wr) {
+        const size_t w1 = w0 + wr < n ? w0 + wr : n;
         for (size_t v = w0; v < w1; v++) items[v - w0] = (degree_sort_item){in_degree[v], (int32_t)v};
-        qsort(items, w1 - w0, sizeof *items, by_degree_then_node);
+        qsort(items, w1 - w0, sizeof *items, by_degree_then_index);
         for (size_t r = w0; r < w1; r++) {
-            const int32_t v = items[r - w0].node;
+            const int32_t v = items[r - w0].index;
             row_node[r] = v;
             node_row[v] = (int32_t)r;
             const size_t out_degree = csr_start(g, (size_t)v + 1) - csr_start(g, (size_t)v);
             row_degree[r] = out_degree > UINT32_MAX ? UINT32_MAX : (uint32_t)out_degree;
         }
     }
-    for (size_t r = n; r < n_chunks * LANES; r++) row_degree[r] = 0;
-    int64_t offset = 0;
-    for (size_t c = 0; c < n_chunks; c++) {
-        /* rows are sorted within windows that are whole chunks: lane 0 is the longest */
-        const int64_t length = in_degree[row_node[c * LANES]];
-        if (length > INT32_MAX)
-            return engram_fail(ENGRAM_ERR_VALUE, "node %d has %lld in-edges, more than the pull "
-                                                 "layout's int32 lengths hold",
-                               (int)row_node[c * LANES], (long long)length);
-        chunk_length[c] = (int32_t)length;
-        chunk_offset[c] = offset;
-        offset += length * LANES;
-    }
-    chunk_offset[n_chunks] = offset;
-    return ENGRAM_OK;
+    for (size_t r = n; r < row_chunks * LANES; r++) row_degree[r] = 0;
+    return lay_out(arena, g, window_rows, block_rows, row_node, node_row, NULL, NULL, NULL, NULL,
+                   NULL, NULL, NULL, n_chunks, n_slots);
 }
 
-engram_status engram_spread_pull_fill(engram_arena *arena, const engram_spread_graph *g,
-                                      const int32_t *node_row, const int64_t *chunk_offset,
-                                      size_t n_chunks, int32_t *sources, void *weights_out) {
-    const size_t n = g->n;
-    const size_t slots = (size_t)chunk_offset[n_chunks];
-    int64_t *filled = engram_arena_alloc(arena, (n + 1) * sizeof *filled);
-    if (filled == NULL) return ENGRAM_ERR_NOMEM;
-    memset(filled, 0, (n + 1) * sizeof *filled);
-    if (sources)
-        for (size_t i = 0; i < slots; i++) sources[i] = (int32_t)n;
-    if (weights_out) {
-        if (g->weight_type == ENGRAM_SPREAD_F32) memset(weights_out, 0, slots * sizeof(float));
-        else memset(weights_out, 0, slots * sizeof(double));
-    }
-    for (size_t u = 0; u < n; u++) {
-        const size_t e0 = csr_start(g, u), e1 = csr_start(g, u + 1);
-        const int32_t source_row = node_row[u];
-        for (size_t e = e0; e < e1; e++) {
-            const int32_t r = node_row[csr_target(g, e)];
-            const size_t c = (size_t)r / LANES, lane = (size_t)r % LANES;
-            const size_t slot = (size_t)chunk_offset[c] + (size_t)filled[r]++ * LANES + lane;
-            if (sources) sources[slot] = source_row;
-            if (weights_out) {
-                if (g->weight_type == ENGRAM_SPREAD_F32)
-                    ((float *)weights_out)[slot] = ((const float *)g->weights)[e];
-                else
-                    ((double *)weights_out)[slot] = ((const double *)g->weights)[e];
-            }
-        }
-    }
-    return ENGRAM_OK;
+engram_status engram_spread_pull_build(engram_arena *arena, const engram_spread_graph *g,
+                                       size_t window_rows, size_t block_rows,
+                                       const int32_t *row_node, const int32_t *node_row,
+                                       int32_t *chunk_length, int64_t *chunk_offset,
+                                       int32_t *chunk_rows, int64_t *block_chunks,
+                                       int64_t *window_slots, int32_t *sources, void *weights_out) {
+    size_t n_chunks, n_slots;
+    return lay_out(arena, g, window_rows, block_rows, row_node, node_row, chunk_length, chunk_offset,
+                   chunk_rows, block_chunks, window_slots, sources, weights_out, &n_chunks, &n_slots);
 }
 
 /* ==================================================================== */
@@ -313,7 +451,8 @@ typedef struct spread_scratch {
     double *total_row;    /* rows_padded */
     double *pulse;        /* rows_padded + 8: pulse[n] stays 0 */
     double *pulse_next;
-    uint8_t *fired;       /* n_chunks */
+    uint8_t *fired;       /* row_chunks */
+    double *x;            /* rows_padded + 8: a blocked hop's sums by row */
 } spread_scratch;
 
 typedef struct spread_ctx {
@@ -324,7 +463,6 @@ typedef struct spread_ctx {
     float *out;
     ptrdiff_t out_row_stride;
     float threshold_f32;
-    int validate_rows; /* the select pass validates (out is fresh) */
     spread_scratch *scratch; /* one per worker */
     unsigned hop_threads;    /* threads sharing each dense hop of a single row */
     size_t next_row;     /* atomic: rows are handed out in order */
@@ -465,7 +603,7 @@ static void to_rows(row_run *rr) {
     const engram_spread_graph *g = ctx->g;
     const engram_spread_pull *p = g->pull;
     spread_scratch *s = rr->s;
-    const size_t n = g->n, rows_padded = p->n_chunks * LANES;
+    const size_t n = g->n, rows_padded = p->row_chunks * LANES;
     const int32_t *row_node = p->row_node;
     const uint8_t *state = s->state;
     const double *total = s->total;
@@ -475,7 +613,7 @@ static void to_rows(row_run *rr) {
     /* a hop writes every row of pulse_next; only the zero row past them stays */
     memset(s->pulse_next + rows_padded, 0, LANES * sizeof(double));
     for (size_t i = 0; i < rr->front_count; i++) s->pulse[p->node_row[s->front_ids[i]]] = s->front_send[i];
-    memset(fired, 0, p->n_chunks);
+    memset(fired, 0, p->row_chunks);
     const void *seeds = seeds_row(ctx, rr->row);
     const int f32 = ctx->seeds->type == ENGRAM_SPREAD_SEEDS_F32;
     for (size_t r = 0; r < n; r++) {
@@ -499,8 +637,8 @@ static void to_rows(row_run *rr) {
 #define DEFINE_SEEDS_TO_ROWS(name, seed_t)                                                       \
     static void name(const engram_spread_pull *p, const seed_t *seeds, size_t n, double threshold, \
                      double send, double *total_row, double *pulse, uint8_t *fired) {            \
-        const size_t rows_padded = p->n_chunks * LANES;                                         \
-        for (size_t c = 0; c < p->n_chunks; c++) {                                               \
+        const size_t rows_padded = p->row_chunks * LANES;                                       \
+        for (size_t c = 0; c < p->row_chunks; c++) {                                             \
             unsigned bits = 0;                                                                   \
             for (size_t l = 0; l < LANES; l++) {                                                 \
                 const size_t r = c * LANES + l;                                                  \
@@ -590,6 +728,10 @@ typedef struct hop_range_ctx {
     const engram_spread_classify *k;
     engram_spread_hop_fn hop;
     int skip_fired; /* revisit=False: chunks whose rows all fired are not pulled */
+    /* blocked layouts */
+    engram_spread_pull_fn accumulate;
+    size_t (*classify)(const engram_spread_classify *, size_t, size_t, const double *, uint64_t *);
+    double *x;
     size_t count[ENGRAM_SPREAD_MAX_HOP_THREADS];
     uint64_t edges[ENGRAM_SPREAD_MAX_HOP_THREADS];
     uint64_t slots[ENGRAM_SPREAD_MAX_HOP_THREADS];
@@ -645,6 +787,48 @@ static void hop_range_worker(void *arg, unsigned worker, unsigned n_workers) {
     if (c0 < c1) hop_chunks(h, c0, c1, &h->count[worker], &h->edges[worker], &h->slots[worker]);
 }
 
+/* The first window of worker w's share of a blocked layout, by slots. */
+static size_t window_share_start(const engram_spread_pull *p, unsigned w, unsigned n_workers) {
+    if (w == 0) return 0;
+    if (w >= n_workers) return p->n_windows;
+    const int64_t target = (int64_t)((double)p->window_slots[p->n_windows] * w / n_workers);
+    size_t lo = 0, hi = p->n_windows;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (p->window_slots[mid] < target) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/*
+ * A blocked hop over windows [w0, w1): their rows' sums start at 0, every
+ * source block adds its chunks of these windows (its pulses stay in L2
+ * while it does), then the rows are classified.  Windows own their rows, so
+ * workers on different windows never write the same row.
+ */
+static void blocked_range_worker(void *arg, unsigned worker, unsigned n_workers) {
+    hop_range_ctx *h = arg;
+    if (worker >= ENGRAM_SPREAD_MAX_HOP_THREADS) return;
+    const engram_spread_pull *p = h->p;
+    const size_t w0 = window_share_start(p, worker, n_workers);
+    const size_t w1 = window_share_start(p, worker + 1, n_workers);
+    h->count[worker] = 0;
+    h->edges[worker] = 0;
+    h->slots[worker] = 0;
+    if (w0 >= w1) return;
+    const size_t rows_padded = p->row_chunks * LANES;
+    const size_t r0 = w0 * p->window_rows;
+    const size_t r1 = w1 * p->window_rows < rows_padded ? w1 * p->window_rows : rows_padded;
+    memset(h->x + r0, 0, (r1 - r0) * sizeof(double));
+    for (size_t b = 0; b < p->n_blocks; b++) {
+        const int64_t *first = p->block_chunks + b * (p->n_windows + 1);
+        if (first[w0] < first[w1]) h->accumulate(p, h->pulse, (size_t)first[w0], (size_t)first[w1], h->x);
+    }
+    h->count[worker] = h->classify(h->k, r0 / LANES, r1 / LANES, h->x + r0, &h->edges[worker]);
+    h->slots[worker] = (uint64_t)(p->window_slots[w1] - p->window_slots[w0]);
+}
+
 static void pull_hop(row_run *rr, size_t k) {
     const spread_ctx *ctx = rr->ctx;
     const engram_spread_graph *g = ctx->g;
@@ -668,11 +852,14 @@ static void pull_hop(row_run *rr, size_t k) {
         .k = &k_args,
         .hop = ctx->ops->hop[opt->combine][g->weight_type],
         .skip_fired = !opt->revisit,
+        .accumulate = ctx->ops->accumulate[opt->combine][g->weight_type],
+        .classify = ctx->ops->classify,
+        .x = s->x,
     };
-    /* every chunk's result is computed the same way whatever its share: any
-       thread count gives the same bits */
+    /* every row's result is computed the same way whatever share it is in:
+       any thread count gives the same bits */
     const unsigned threads = ctx->hop_threads;
-    engram_parallel(threads, hop_range_worker, &h);
+    engram_parallel(threads, p->n_blocks ? blocked_range_worker : hop_range_worker, &h);
     size_t count = 0;
     uint64_t edges = 0;
     for (unsigned w = 0; w < threads; w++) {
@@ -752,7 +939,7 @@ static int spread_row(spread_ctx *ctx, spread_scratch *s, size_t row) {
             seeds_to_rows_f32(p, dense, n, opt->threshold, decay1, s->total_row, s->pulse, s->fired);
         else
             seeds_to_rows_f64(p, dense, n, opt->threshold, decay1, s->total_row, s->pulse, s->fired);
-        memset(s->pulse_next + p->n_chunks * LANES, 0, LANES * sizeof(double));
+        memset(s->pulse_next + p->row_chunks * LANES, 0, LANES * sizeof(double));
         rr.in_rows = 1;
         rr.front_count = count;
         pull_hop(&rr, k++);
@@ -932,11 +1119,17 @@ static engram_status alloc_scratch(engram_arena *arena, const engram_spread_grap
     s->total_row = s->pulse = s->pulse_next = NULL;
     s->fired = NULL;
     if (g->pull) {
-        const size_t rows_padded = g->pull->n_chunks * LANES;
+        const size_t rows_padded = g->pull->row_chunks * LANES;
         s->total_row = engram_arena_alloc(arena, (rows_padded + LANES) * sizeof(double));
         s->pulse = engram_arena_alloc(arena, (rows_padded + LANES) * sizeof(double));
         s->pulse_next = engram_arena_alloc(arena, (rows_padded + LANES) * sizeof(double));
-        s->fired = engram_arena_alloc(arena, round_up(g->pull->n_chunks + 1));
+        s->fired = engram_arena_alloc(arena, round_up(g->pull->row_chunks + 1));
+        s->x = NULL;
+        if (g->pull->n_blocks) {
+            s->x = engram_arena_alloc(arena, (rows_padded + LANES) * sizeof(double));
+            if (s->x == NULL) return ENGRAM_ERR_NOMEM;
+            prefer_huge_pages(s->x, (rows_padded + LANES) * sizeof(double));
+        }
         if (!s->total_row || !s->pulse || !s->pulse_next || !s->fired)
             return ENGRAM_ERR_NOMEM;
         prefer_huge_pages(s->total_row, (rows_padded + LANES) * sizeof(double));
@@ -973,7 +1166,6 @@ engram_status engram_spread_run(engram_arena *arena, const engram_spread_graph *
         .ops = ops,
         .out = out,
         .out_row_stride = out_row_stride,
-        .validate_rows = dense && opt->out_is_fresh,
         .next_row = 0,
         .abort = 0,
         .wants_pull = 0,

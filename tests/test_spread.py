@@ -41,6 +41,19 @@ def tuning(direction=None, pull_fraction=None, parallel_hop_edges=None):
         engram._core._spread_tuning(*before)
 
 
+@pytest.fixture(params=["unblocked", "blocked"])
+def pull_layout(request, monkeypatch):
+    """Graphs made in the test pull unblocked, or in source blocks of a few rows
+    (the layout large graphs get, at sizes small graphs reach)."""
+    import engram.graph
+
+    if request.param == "blocked":
+        monkeypatch.setattr(engram.graph, "_PULL_BLOCKED_FROM", 0)
+        monkeypatch.setattr(engram.graph, "_PULL_BLOCK_ROWS", 24)
+        monkeypatch.setattr(engram.graph, "_PULL_WINDOW_ROWS", 40)
+    return request.param
+
+
 def assert_close(got, expected, what=""):
     err = rows.spread_error(got, expected)
     assert err <= TOL, f"{what}: error {err:.3g} > {TOL} (relative, 1e-7 absolute floor)"
@@ -63,7 +76,7 @@ def dense(seeds, n):
 @settings(max_examples=max(200, settings.default.max_examples),
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=spread_cases())
-def test_matches_reference_every_direction(simd_level, case):
+def test_matches_reference_every_direction(simd_level, pull_layout, case):
     graph, seeds, kwargs = case
     expected = ref.spread(graph, seeds, **kwargs)
     for direction in ("auto", "push", "pull"):
@@ -83,7 +96,7 @@ def test_matches_reference_every_direction(simd_level, case):
     weights=st.sampled_from(["none", "f32", "f64"]),
     kwargs=spread_options(max_depth=6),
 )
-def test_large_graphs_many_windows(simd_level, n, degree, seed, density, weights, kwargs):
+def test_large_graphs_many_windows(simd_level, pull_layout, n, degree, seed, density, weights, kwargs):
     """Graphs of thousands of nodes: several row windows of the pull layout, both directions."""
     rng = np.random.default_rng(seed)
     g = engram.Graph(*rows.spread_graph_arrays(rng, n, int(n * degree), weights=weights,
@@ -109,7 +122,7 @@ def test_switching_directions_mid_run(simd_level, case, fraction):
 
 @fixture_ok
 @given(case=spread_cases(max_nodes=40, batch=False))
-def test_push_equals_pull(simd_level, case):
+def test_push_equals_pull(simd_level, pull_layout, case):
     graph, seeds, kwargs = case
     with tuning("push"):
         pushed = engram.spread(graph, seeds, **kwargs)
@@ -277,7 +290,7 @@ def pagerank(indptr, indices, weights, reset, d, tol=1e-15):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("direction", ["auto", "pull"])
-def test_personalised_pagerank(simd_level, seed, direction):
+def test_personalised_pagerank(simd_level, pull_layout, seed, direction):
     rng = np.random.default_rng(seed)
     n, m, d = 200, 1000, 0.85
     # a cycle through every node: no dangling nodes, every node reachable
@@ -311,7 +324,7 @@ def test_batch_equals_row_by_row(simd_level, case):
 
 
 @pytest.mark.parametrize("direction", ["auto", "push", "pull"])
-def test_threads_equal_single_thread(simd_level, direction):
+def test_threads_equal_single_thread(simd_level, pull_layout, direction):
     rng = np.random.default_rng(7)
     n = 3000
     indptr, indices, weights = rows.spread_graph_arrays(rng, n, 30_000, weights="f32", cycle=True)
@@ -325,7 +338,7 @@ def test_threads_equal_single_thread(simd_level, direction):
 
 
 @pytest.mark.parametrize("revisit", [False, True])
-def test_single_row_hops_shared_by_threads_are_exact(simd_level, revisit):
+def test_single_row_hops_shared_by_threads_are_exact(simd_level, pull_layout, revisit):
     """One row's dense hops split across threads give the same bits as one thread."""
     rng = np.random.default_rng(11)
     n = 5000

@@ -29,8 +29,6 @@ const engram_similarity_ops engram_similarity_ops_avx2 = {
 #define SUMW_256(a, w, g) _mm256_fmadd_pd((w), (g), (a))
 #define MAX1_256(a, w, g) _mm256_max_pd((a), (g))
 #define MAXW_256(a, w, g) _mm256_max_pd((a), _mm256_mul_pd((w), (g)))
-#define TSUM_256(t, v) _mm256_add_pd((t), (v))
-#define TMAX_256(t, v) _mm256_max_pd((t), (v))
 
 static inline unsigned spread_fires_256(__m256d v, __m256d threshold) {
     const __m256d ok = _mm256_and_pd(_mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_GT_OQ),
@@ -45,64 +43,134 @@ static inline __m256d spread_mask_256(unsigned bits) {
         _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x((long long)bits), lane), lane));
 }
 
-#define DEFINE_HOP_AVX2(name, weight_of, accumulate, combine_total)                                \
+/* The classification of one chunk from its sums in two ymm (rows 0-3, 4-7). */
+typedef struct classify_256 {
+    __m256d threshold, send;
+    const double *row_scale;
+    const uint32_t *row_degree;
+    unsigned refire;
+    double *total, *pulse_next;
+    uint8_t *fired;
+    uint64_t edge_sum;
+    size_t count;
+} classify_256;
+
+static inline classify_256 classify_256_begin(const engram_spread_classify *k) {
+    classify_256 cs = {
+        .threshold = _mm256_set1_pd(k->threshold),
+        .send = _mm256_set1_pd(k->send),
+        .row_scale = k->row_scale,
+        .row_degree = k->row_degree,
+        .refire = k->revisit ? 0xFFu : 0u,
+        .total = k->total,
+        .pulse_next = k->pulse_next,
+        .fired = k->fired,
+        .edge_sum = 0,
+        .count = 0,
+    };
+    return cs;
+}
+
+static inline void classify_256_chunk(classify_256 *cs, size_t c, __m256d lo, __m256d hi, int sum) {
+    const size_t r = c * SPREAD_LANES;
+    const unsigned before = cs->fired[c];
+    const unsigned m = (spread_fires_256(lo, cs->threshold) | spread_fires_256(hi, cs->threshold) << 4) &
+                       (cs->refire | ~before) & 0xFFu;
+    if (m == 0) {
+        _mm256_storeu_pd(cs->pulse_next + r, _mm256_setzero_pd());
+        _mm256_storeu_pd(cs->pulse_next + r + 4, _mm256_setzero_pd());
+        return;
+    }
+    const __m256d m_lo = spread_mask_256(m & 15u), m_hi = spread_mask_256(m >> 4);
+    const __m256d t_lo = _mm256_loadu_pd(cs->total + r), t_hi = _mm256_loadu_pd(cs->total + r + 4);
+    const __m256d n_lo = sum ? _mm256_add_pd(t_lo, lo) : _mm256_max_pd(t_lo, lo);
+    const __m256d n_hi = sum ? _mm256_add_pd(t_hi, hi) : _mm256_max_pd(t_hi, hi);
+    _mm256_storeu_pd(cs->total + r, _mm256_blendv_pd(t_lo, n_lo, m_lo));
+    _mm256_storeu_pd(cs->total + r + 4, _mm256_blendv_pd(t_hi, n_hi, m_hi));
+    cs->fired[c] = (uint8_t)(before | m);
+    __m256d s_lo = _mm256_mul_pd(lo, cs->send), s_hi = _mm256_mul_pd(hi, cs->send);
+    if (cs->row_scale) {
+        s_lo = _mm256_mul_pd(s_lo, _mm256_loadu_pd(cs->row_scale + r));
+        s_hi = _mm256_mul_pd(s_hi, _mm256_loadu_pd(cs->row_scale + r + 4));
+    }
+    _mm256_storeu_pd(cs->pulse_next + r, _mm256_and_pd(s_lo, m_lo));
+    _mm256_storeu_pd(cs->pulse_next + r + 4, _mm256_and_pd(s_hi, m_hi));
+    cs->count += (size_t)__builtin_popcount(m);
+    for (unsigned bits = m; bits; bits &= bits - 1)
+        cs->edge_sum += cs->row_degree[r + (size_t)__builtin_ctz(bits)];
+}
+
+/* One chunk's sums over its slots into lo (rows 0-3) and hi (rows 4-7); advances src and at. */
+#define CHUNK_SUMS_256(lo, hi, length, weight_of, accumulate)                                     \
+    do {                                                                                          \
+        for (int32_t j = 0; j < (length); j++, src += SPREAD_LANES, at += SPREAD_LANES) {         \
+            const __m256d g0 = _mm256_i32gather_pd(pulse, _mm_loadu_si128((const __m128i *)src), 8); \
+            const __m256d g1 =                                                                    \
+                _mm256_i32gather_pd(pulse, _mm_loadu_si128((const __m128i *)(src + 4)), 8);       \
+            lo = accumulate(lo, weight_of(at, 0), g0);                                            \
+            hi = accumulate(hi, weight_of(at, 1), g1);                                            \
+        }                                                                                         \
+    } while (0)
+
+#define DEFINE_HOP_AVX2(name, weight_of, accumulate, sum)                                          \
     static size_t name(const engram_spread_pull *p, const double *pulse,                          \
                        const engram_spread_classify *k, size_t c0, size_t c1, uint64_t *edges) {  \
-        const __m256d threshold = _mm256_set1_pd(k->threshold), send = _mm256_set1_pd(k->send);   \
-        const double *row_scale = k->row_scale;                                                   \
-        const uint32_t *row_degree = k->row_degree;                                               \
-        const unsigned refire = k->revisit ? 0xFFu : 0u;                                          \
-        double *total = k->total, *pulse_next = k->pulse_next;                                    \
-        uint8_t *fired = k->fired;                                                                \
-        uint64_t edge_sum = 0;                                                                    \
-        size_t count = 0;                                                                         \
+        classify_256 cs = classify_256_begin(k);                                                  \
         int64_t at = p->chunk_offset[c0];                                                         \
         const int32_t *src = p->sources + at;                                                     \
         for (size_t c = c0; c < c1; c++) {                                                        \
-            const int32_t length = p->chunk_length[c];                                            \
             __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();                           \
-            for (int32_t j = 0; j < length; j++, src += SPREAD_LANES, at += SPREAD_LANES) {       \
-                const __m256d g0 = _mm256_i32gather_pd(pulse, _mm_loadu_si128((const __m128i *)src), 8); \
-                const __m256d g1 =                                                                \
-                    _mm256_i32gather_pd(pulse, _mm_loadu_si128((const __m128i *)(src + 4)), 8);   \
-                lo = accumulate(lo, weight_of(at, 0), g0);                                        \
-                hi = accumulate(hi, weight_of(at, 1), g1);                                        \
-            }                                                                                     \
-            const size_t r = c * SPREAD_LANES;                                                    \
-            const unsigned before = fired[c];                                                     \
-            const unsigned m = (spread_fires_256(lo, threshold) | spread_fires_256(hi, threshold) << 4) & \
-                               (refire | ~before) & 0xFFu;                                        \
-            if (m == 0) {                                                                         \
-                _mm256_storeu_pd(pulse_next + r, _mm256_setzero_pd());                            \
-                _mm256_storeu_pd(pulse_next + r + 4, _mm256_setzero_pd());                        \
-                continue;                                                                         \
-            }                                                                                     \
-            const __m256d m_lo = spread_mask_256(m & 15u), m_hi = spread_mask_256(m >> 4);        \
-            const __m256d t_lo = _mm256_loadu_pd(total + r), t_hi = _mm256_loadu_pd(total + r + 4); \
-            _mm256_storeu_pd(total + r, _mm256_blendv_pd(t_lo, combine_total(t_lo, lo), m_lo));  \
-            _mm256_storeu_pd(total + r + 4, _mm256_blendv_pd(t_hi, combine_total(t_hi, hi), m_hi)); \
-            fired[c] = (uint8_t)(before | m);                                                     \
-            __m256d s_lo = _mm256_mul_pd(lo, send), s_hi = _mm256_mul_pd(hi, send);               \
-            if (row_scale) {                                                                      \
-                s_lo = _mm256_mul_pd(s_lo, _mm256_loadu_pd(row_scale + r));                       \
-                s_hi = _mm256_mul_pd(s_hi, _mm256_loadu_pd(row_scale + r + 4));                   \
-            }                                                                                     \
-            _mm256_storeu_pd(pulse_next + r, _mm256_and_pd(s_lo, m_lo));                          \
-            _mm256_storeu_pd(pulse_next + r + 4, _mm256_and_pd(s_hi, m_hi));                      \
-            count += (size_t)__builtin_popcount(m);                                               \
-            for (unsigned bits = m; bits; bits &= bits - 1)                                       \
-                edge_sum += row_degree[r + (size_t)__builtin_ctz(bits)];                          \
+            CHUNK_SUMS_256(lo, hi, p->chunk_length[c], weight_of, accumulate);                    \
+            classify_256_chunk(&cs, c, lo, hi, sum);                                              \
         }                                                                                         \
-        *edges += edge_sum;                                                                       \
-        return count;                                                                             \
+        *edges += cs.edge_sum;                                                                    \
+        return cs.count;                                                                          \
     }
 
-DEFINE_HOP_AVX2(hop_sum_unweighted_avx2, W1_256, SUM1_256, TSUM_256)
-DEFINE_HOP_AVX2(hop_sum_f32_avx2, WF32_256, SUMW_256, TSUM_256)
-DEFINE_HOP_AVX2(hop_sum_f64_avx2, WF64_256, SUMW_256, TSUM_256)
-DEFINE_HOP_AVX2(hop_max_unweighted_avx2, W1_256, MAX1_256, TMAX_256)
-DEFINE_HOP_AVX2(hop_max_f32_avx2, WF32_256, MAXW_256, TMAX_256)
-DEFINE_HOP_AVX2(hop_max_f64_avx2, WF64_256, MAXW_256, TMAX_256)
+DEFINE_HOP_AVX2(hop_sum_unweighted_avx2, W1_256, SUM1_256, 1)
+DEFINE_HOP_AVX2(hop_sum_f32_avx2, WF32_256, SUMW_256, 1)
+DEFINE_HOP_AVX2(hop_sum_f64_avx2, WF64_256, SUMW_256, 1)
+DEFINE_HOP_AVX2(hop_max_unweighted_avx2, W1_256, MAX1_256, 0)
+DEFINE_HOP_AVX2(hop_max_f32_avx2, WF32_256, MAXW_256, 0)
+DEFINE_HOP_AVX2(hop_max_f64_avx2, WF64_256, MAXW_256, 0)
+
+#define DEFINE_ACCUMULATE_AVX2(name, weight_of, accumulate, sum)                                   \
+    static void name(const engram_spread_pull *p, const double *pulse, size_t c0, size_t c1,     \
+                     double *x) {                                                                 \
+        int64_t at = p->chunk_offset[c0];                                                         \
+        const int32_t *src = p->sources + at;                                                     \
+        double sums[SPREAD_LANES];                                                                \
+        for (size_t c = c0; c < c1; c++) {                                                        \
+            __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();                           \
+            CHUNK_SUMS_256(lo, hi, p->chunk_length[c], weight_of, accumulate);                    \
+            _mm256_storeu_pd(sums, lo);                                                           \
+            _mm256_storeu_pd(sums + 4, hi);                                                       \
+            const int32_t *rows = p->chunk_rows + c * SPREAD_LANES;                               \
+            for (int l = 0; l < SPREAD_LANES; l++) {                                              \
+                if (sum) x[rows[l]] += sums[l];                                                   \
+                else if (sums[l] > x[rows[l]]) x[rows[l]] = sums[l];                              \
+            }                                                                                     \
+        }                                                                                         \
+    }
+
+DEFINE_ACCUMULATE_AVX2(accumulate_sum_unweighted_avx2, W1_256, SUM1_256, 1)
+DEFINE_ACCUMULATE_AVX2(accumulate_sum_f32_avx2, WF32_256, SUMW_256, 1)
+DEFINE_ACCUMULATE_AVX2(accumulate_sum_f64_avx2, WF64_256, SUMW_256, 1)
+DEFINE_ACCUMULATE_AVX2(accumulate_max_unweighted_avx2, W1_256, MAX1_256, 0)
+DEFINE_ACCUMULATE_AVX2(accumulate_max_f32_avx2, WF32_256, MAXW_256, 0)
+DEFINE_ACCUMULATE_AVX2(accumulate_max_f64_avx2, WF64_256, MAXW_256, 0)
+
+static size_t classify_avx2(const engram_spread_classify *k, size_t c0, size_t c1, const double *x,
+                            uint64_t *edges) {
+    classify_256 cs = classify_256_begin(k);
+    const int sum = k->combine == ENGRAM_SPREAD_SUM;
+    for (size_t c = c0; c < c1; c++) {
+        const double *v = x + (c - c0) * SPREAD_LANES;
+        classify_256_chunk(&cs, c, _mm256_loadu_pd(v), _mm256_loadu_pd(v + 4), sum);
+    }
+    *edges += cs.edge_sum;
+    return cs.count;
+}
 
 /* Finite and >= 0 (false for NaN), 8 floats -> 8 bits. */
 static inline unsigned spread_ok_ps_256(__m256 v) {
@@ -182,6 +250,9 @@ const engram_spread_ops engram_spread_ops_avx2 = {
     .level = "avx2",
     .hop = {{hop_sum_unweighted_avx2, hop_sum_f32_avx2, hop_sum_f64_avx2},
             {hop_max_unweighted_avx2, hop_max_f32_avx2, hop_max_f64_avx2}},
+    .accumulate = {{accumulate_sum_unweighted_avx2, accumulate_sum_f32_avx2, accumulate_sum_f64_avx2},
+                   {accumulate_max_unweighted_avx2, accumulate_max_f32_avx2, accumulate_max_f64_avx2}},
+    .classify = classify_avx2,
     .select_f32 = select_f32_avx2,
     .select_f64 = select_f64_avx2,
     .first_bad_f32 = first_bad_f32_avx2,

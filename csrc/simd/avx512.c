@@ -36,65 +36,133 @@ const engram_similarity_ops engram_similarity_ops_avx512 = {
 #define ACC_SUM_512(a, w, g) _mm512_fmadd_pd((w), (g), (a))
 #define ACC_MAX_ONE_512(a, w, g) _mm512_max_pd((a), (g))
 #define ACC_MAX_512(a, w, g) _mm512_max_pd((a), _mm512_mul_pd((w), (g)))
-#define TOTAL_SUM_512(t, m, v) _mm512_mask_add_pd((t), (m), (t), (v))
-#define TOTAL_MAX_512(t, m, v) _mm512_mask_max_pd((t), (m), (t), (v))
+
+/* The classification of one chunk of 8 rows from their sums v (kept in a register). */
+typedef struct classify_512 {
+    __m512d threshold, send;
+    const double *row_scale;
+    const uint32_t *row_degree;
+    __mmask8 refire;
+    double *total, *pulse_next;
+    uint8_t *fired;
+    __m512i edge_sum;
+    size_t count;
+} classify_512;
+
+static inline classify_512 classify_512_begin(const engram_spread_classify *k) {
+    classify_512 cs = {
+        .threshold = _mm512_set1_pd(k->threshold),
+        .send = _mm512_set1_pd(k->send),
+        .row_scale = k->row_scale,
+        .row_degree = k->row_degree,
+        .refire = k->revisit ? 0xFF : 0x00,
+        .total = k->total,
+        .pulse_next = k->pulse_next,
+        .fired = k->fired,
+        .edge_sum = _mm512_setzero_si512(),
+        .count = 0,
+    };
+    return cs;
+}
+
+static inline void classify_512_chunk(classify_512 *cs, size_t c, __m512d v, int sum) {
+    const __m512d zero = _mm512_setzero_pd();
+    const size_t r = c * LANES;
+    const __mmask8 before = cs->fired[c];
+    const __mmask8 m = _mm512_cmp_pd_mask(v, zero, _CMP_GT_OQ) &
+                       _mm512_cmp_pd_mask(v, cs->threshold, _CMP_GE_OQ) & (__mmask8)(cs->refire | ~before);
+    if (m == 0) {
+        _mm512_storeu_pd(cs->pulse_next + r, zero);
+        return;
+    }
+    const __m512d t = _mm512_loadu_pd(cs->total + r);
+    _mm512_storeu_pd(cs->total + r, sum ? _mm512_mask_add_pd(t, m, t, v) : _mm512_mask_max_pd(t, m, t, v));
+    cs->fired[c] = (uint8_t)(before | m);
+    __m512d out = _mm512_mul_pd(v, cs->send);
+    if (cs->row_scale) out = _mm512_mul_pd(out, _mm512_loadu_pd(cs->row_scale + r));
+    _mm512_storeu_pd(cs->pulse_next + r, _mm512_maskz_mov_pd(m, out));
+    cs->count += (size_t)__builtin_popcount(m);
+    const __m512i degree =
+        _mm512_cvtepu32_epi64(_mm256_loadu_si256((const __m256i *)(cs->row_degree + r)));
+    cs->edge_sum = _mm512_mask_add_epi64(cs->edge_sum, m, cs->edge_sum, degree);
+}
+
+static inline size_t classify_512_end(classify_512 *cs, uint64_t *edges) {
+    *edges += (uint64_t)_mm512_reduce_add_epi64(cs->edge_sum);
+    return cs->count;
+}
+
+/* One chunk's 8 sums (or maxima) over its slots; advances src and at. */
+#define CHUNK_SUMS_512(v, length, weight_of, accumulate)                                          \
+    do {                                                                                          \
+        for (int32_t j = 0; j < (length); j++, src += LANES, at += LANES) {                       \
+            const __m512d g = _mm512_i32gather_pd(_mm256_loadu_si256((const __m256i *)src), pulse, 8); \
+            v = accumulate(v, weight_of(at), g);                                                  \
+        }                                                                                         \
+    } while (0)
 
 /*
- * The chunk's 8 sums stay in a register from the pull straight into the
- * classification: no round trip through memory, no second pass.
+ * Unblocked hop: the chunk's 8 sums stay in a register from the pull
+ * straight into the classification: no round trip through memory.
  */
-#define DEFINE_HOP_AVX512(name, weight_of, accumulate, combine_total)                              \
+#define DEFINE_HOP_AVX512(name, weight_of, accumulate, sum)                                        \
     static size_t name(const engram_spread_pull *p, const double *pulse,                          \
                        const engram_spread_classify *k, size_t c0, size_t c1, uint64_t *edges) {  \
-        const __m512d zero = _mm512_setzero_pd(), threshold = _mm512_set1_pd(k->threshold);       \
-        const __m512d send = _mm512_set1_pd(k->send);                                             \
-        const double *row_scale = k->row_scale;                                                   \
-        const uint32_t *row_degree = k->row_degree;                                               \
-        const __mmask8 refire = k->revisit ? 0xFF : 0x00;                                         \
-        double *total = k->total, *pulse_next = k->pulse_next;                                    \
-        uint8_t *fired = k->fired;                                                                \
-        __m512i edge_sum = _mm512_setzero_si512();                                                \
-        size_t count = 0;                                                                         \
+        classify_512 cs = classify_512_begin(k);                                                  \
         int64_t at = p->chunk_offset[c0];                                                         \
         const int32_t *src = p->sources + at;                                                     \
         for (size_t c = c0; c < c1; c++) {                                                        \
-            const int32_t length = p->chunk_length[c];                                            \
-            __m512d v = zero;                                                                     \
-            for (int32_t j = 0; j < length; j++, src += LANES, at += LANES) {                     \
-                const __m512d g = _mm512_i32gather_pd(_mm256_loadu_si256((const __m256i *)src),   \
-                                                      pulse, 8);                                  \
-                v = accumulate(v, weight_of(at), g);                                              \
-            }                                                                                     \
-            const size_t r = c * LANES;                                                           \
-            const __mmask8 before = fired[c];                                                     \
-            const __mmask8 m = _mm512_cmp_pd_mask(v, zero, _CMP_GT_OQ) &                          \
-                               _mm512_cmp_pd_mask(v, threshold, _CMP_GE_OQ) &                     \
-                               (__mmask8)(refire | ~before);                                      \
-            if (m == 0) {                                                                         \
-                _mm512_storeu_pd(pulse_next + r, zero);                                           \
-                continue;                                                                         \
-            }                                                                                     \
-            const __m512d t = _mm512_loadu_pd(total + r);                                         \
-            _mm512_storeu_pd(total + r, combine_total(t, m, v));                                  \
-            fired[c] = (uint8_t)(before | m);                                                     \
-            __m512d out = _mm512_mul_pd(v, send);                                                 \
-            if (row_scale) out = _mm512_mul_pd(out, _mm512_loadu_pd(row_scale + r));              \
-            _mm512_storeu_pd(pulse_next + r, _mm512_maskz_mov_pd(m, out));                        \
-            count += (size_t)__builtin_popcount(m);                                               \
-            const __m512i degree =                                                                \
-                _mm512_cvtepu32_epi64(_mm256_loadu_si256((const __m256i *)(row_degree + r)));     \
-            edge_sum = _mm512_mask_add_epi64(edge_sum, m, edge_sum, degree);                      \
+            __m512d v = _mm512_setzero_pd();                                                      \
+            CHUNK_SUMS_512(v, p->chunk_length[c], weight_of, accumulate);                         \
+            classify_512_chunk(&cs, c, v, sum);                                                   \
         }                                                                                         \
-        *edges += (uint64_t)_mm512_reduce_add_epi64(edge_sum);                                    \
-        return count;                                                                             \
+        return classify_512_end(&cs, edges);                                                      \
     }
 
-DEFINE_HOP_AVX512(hop_sum_unweighted_avx512, W_ONE_512, ACC_SUM_ONE_512, TOTAL_SUM_512)
-DEFINE_HOP_AVX512(hop_sum_f32_avx512, W_F32_512, ACC_SUM_512, TOTAL_SUM_512)
-DEFINE_HOP_AVX512(hop_sum_f64_avx512, W_F64_512, ACC_SUM_512, TOTAL_SUM_512)
-DEFINE_HOP_AVX512(hop_max_unweighted_avx512, W_ONE_512, ACC_MAX_ONE_512, TOTAL_MAX_512)
-DEFINE_HOP_AVX512(hop_max_f32_avx512, W_F32_512, ACC_MAX_512, TOTAL_MAX_512)
-DEFINE_HOP_AVX512(hop_max_f64_avx512, W_F64_512, ACC_MAX_512, TOTAL_MAX_512)
+DEFINE_HOP_AVX512(hop_sum_unweighted_avx512, W_ONE_512, ACC_SUM_ONE_512, 1)
+DEFINE_HOP_AVX512(hop_sum_f32_avx512, W_F32_512, ACC_SUM_512, 1)
+DEFINE_HOP_AVX512(hop_sum_f64_avx512, W_F64_512, ACC_SUM_512, 1)
+DEFINE_HOP_AVX512(hop_max_unweighted_avx512, W_ONE_512, ACC_MAX_ONE_512, 0)
+DEFINE_HOP_AVX512(hop_max_f32_avx512, W_F32_512, ACC_MAX_512, 0)
+DEFINE_HOP_AVX512(hop_max_f64_avx512, W_F64_512, ACC_MAX_512, 0)
+
+/*
+ * Blocked layouts: a chunk's rows are anywhere in its window, so its sums
+ * are added row by row (a scatter could not: padding lanes repeat a row).
+ */
+#define DEFINE_ACCUMULATE_AVX512(name, weight_of, accumulate, sum)                                 \
+    static void name(const engram_spread_pull *p, const double *pulse, size_t c0, size_t c1,     \
+                     double *x) {                                                                 \
+        int64_t at = p->chunk_offset[c0];                                                         \
+        const int32_t *src = p->sources + at;                                                     \
+        double sums[LANES];                                                                       \
+        for (size_t c = c0; c < c1; c++) {                                                        \
+            __m512d v = _mm512_setzero_pd();                                                      \
+            CHUNK_SUMS_512(v, p->chunk_length[c], weight_of, accumulate);                         \
+            _mm512_storeu_pd(sums, v);                                                            \
+            const int32_t *rows = p->chunk_rows + c * LANES;                                      \
+            for (int l = 0; l < LANES; l++) {                                                     \
+                if (sum) x[rows[l]] += sums[l];                                                   \
+                else if (sums[l] > x[rows[l]]) x[rows[l]] = sums[l];                              \
+            }                                                                                     \
+        }                                                                                         \
+    }
+
+DEFINE_ACCUMULATE_AVX512(accumulate_sum_unweighted_avx512, W_ONE_512, ACC_SUM_ONE_512, 1)
+DEFINE_ACCUMULATE_AVX512(accumulate_sum_f32_avx512, W_F32_512, ACC_SUM_512, 1)
+DEFINE_ACCUMULATE_AVX512(accumulate_sum_f64_avx512, W_F64_512, ACC_SUM_512, 1)
+DEFINE_ACCUMULATE_AVX512(accumulate_max_unweighted_avx512, W_ONE_512, ACC_MAX_ONE_512, 0)
+DEFINE_ACCUMULATE_AVX512(accumulate_max_f32_avx512, W_F32_512, ACC_MAX_512, 0)
+DEFINE_ACCUMULATE_AVX512(accumulate_max_f64_avx512, W_F64_512, ACC_MAX_512, 0)
+
+static size_t classify_avx512(const engram_spread_classify *k, size_t c0, size_t c1, const double *x,
+                              uint64_t *edges) {
+    classify_512 cs = classify_512_begin(k);
+    const int sum = k->combine == ENGRAM_SPREAD_SUM;
+    for (size_t c = c0; c < c1; c++)
+        classify_512_chunk(&cs, c, _mm512_loadu_pd(x + (c - c0) * LANES), sum);
+    return classify_512_end(&cs, edges);
+}
 
 /* Finite and >= 0 (false for NaN). */
 static inline __mmask16 seeds_ok_ps(__m512 v) {
@@ -170,6 +238,9 @@ const engram_spread_ops engram_spread_ops_avx512 = {
     .level = "avx512",
     .hop = {{hop_sum_unweighted_avx512, hop_sum_f32_avx512, hop_sum_f64_avx512},
             {hop_max_unweighted_avx512, hop_max_f32_avx512, hop_max_f64_avx512}},
+    .accumulate = {{accumulate_sum_unweighted_avx512, accumulate_sum_f32_avx512, accumulate_sum_f64_avx512},
+                   {accumulate_max_unweighted_avx512, accumulate_max_f32_avx512, accumulate_max_f64_avx512}},
+    .classify = classify_avx512,
     .select_f32 = select_f32_avx512,
     .select_f64 = select_f64_avx512,
     .first_bad_f32 = first_bad_f32_avx512,

@@ -20,15 +20,25 @@ typedef struct test_graph {
     int32_t indptr[MAX_N + 1], indices[MAX_E];
     float w32[MAX_E];
     double w64[MAX_E];
-    /* pull layout */
-    int32_t row_node[MAX_N], node_row[MAX_N], chunk_length[MAX_N / 8 + 1];
-    int64_t chunk_offset[MAX_N / 8 + 2];
+    /* pull layout (blocked: up to MAX_N / 8 + windows chunks per block) */
+    int32_t row_node[MAX_N], node_row[MAX_N];
     uint32_t row_degree[MAX_N + 8];
-    int32_t *sources;
+    int32_t *chunk_length, *chunk_rows, *sources;
+    int64_t *chunk_offset, *block_chunks, *window_slots;
     void *weights;
     double row_scale[MAX_N + 8];
     engram_spread_pull pull;
 } test_graph;
+
+static void free_graph(test_graph *g) {
+    free(g->chunk_length);
+    free(g->chunk_rows);
+    free(g->sources);
+    free(g->chunk_offset);
+    free(g->block_chunks);
+    free(g->window_slots);
+    free(g->weights);
+}
 
 static uint64_t next_u64(uint64_t *state) {
     uint64_t x = *state;
@@ -42,7 +52,9 @@ static uint64_t next_u64(uint64_t *state) {
 /* A dyadic value k / 256, k in [0, 255] (exact products and sums). */
 static double dyadic(uint64_t *state) { return (double)(next_u64(state) % 256) / 256.0; }
 
-static int make_graph(test_graph *g, size_t n, size_t m, int weight_type, int exact, uint64_t *rng) {
+/* A random graph and its pull layout; block_rows 0: unblocked. */
+static int make_graph(test_graph *g, size_t n, size_t m, int weight_type, int exact, size_t block_rows,
+                      uint64_t *rng) {
     engram_arena *arena = engram_arena_get();
     int32_t count[MAX_N + 1] = {0};
     int32_t src[MAX_E], dst[MAX_E];
@@ -74,25 +86,45 @@ static int make_graph(test_graph *g, size_t n, size_t m, int weight_type, int ex
     cg.weight_type = (engram_spread_weight_type)weight_type;
     cg.weights = weight_type == ENGRAM_SPREAD_F32 ? (const void *)g->w32
                  : weight_type == ENGRAM_SPREAD_F64 ? (const void *)g->w64 : NULL;
-    const size_t sigma = 8 * (1 + next_u64(rng) % 6); /* several windows */
-    if (engram_spread_pull_plan(arena, &cg, sigma, g->row_node, g->node_row, g->chunk_length,
-                                g->chunk_offset, g->row_degree) != ENGRAM_OK)
+    const size_t window_rows = 8 * (1 + next_u64(rng) % 6); /* several windows */
+    size_t n_chunks = 0, n_slots = 0;
+    if (engram_spread_pull_plan(arena, &cg, window_rows, block_rows, g->row_node, g->node_row,
+                                g->row_degree, &n_chunks, &n_slots) != ENGRAM_OK)
         return -1;
     engram_arena_reset(arena);
-    const size_t n_chunks = (n + 7) / 8;
-    const size_t slots = (size_t)g->chunk_offset[n_chunks];
-    g->sources = malloc((slots + 8) * sizeof(int32_t));
-    g->weights = weight_type == ENGRAM_SPREAD_UNWEIGHTED ? NULL : malloc((slots + 8) * sizeof(double));
-    if (g->sources == NULL || (weight_type != ENGRAM_SPREAD_UNWEIGHTED && g->weights == NULL)) return -1;
-    if (engram_spread_pull_fill(arena, &cg, g->node_row, g->chunk_offset, n_chunks, g->sources,
-                                g->weights) != ENGRAM_OK)
+    const size_t row_chunks = (n + 7) / 8, n_windows = (n + window_rows - 1) / window_rows;
+    const size_t n_blocks = block_rows ? (n + block_rows - 1) / block_rows : 0;
+    g->chunk_length = malloc((n_chunks + 1) * sizeof(int32_t));
+    g->chunk_offset = malloc((n_chunks + 1) * sizeof(int64_t));
+    g->chunk_rows = malloc((n_chunks * 8 + 8) * sizeof(int32_t));
+    g->block_chunks = malloc((n_blocks * (n_windows + 1) + 1) * sizeof(int64_t));
+    g->window_slots = malloc((n_windows + 1) * sizeof(int64_t));
+    g->sources = malloc((n_slots + 8) * sizeof(int32_t));
+    g->weights = weight_type == ENGRAM_SPREAD_UNWEIGHTED ? NULL : malloc((n_slots + 8) * sizeof(double));
+    if (!g->chunk_length || !g->chunk_offset || !g->chunk_rows || !g->block_chunks || !g->window_slots ||
+        !g->sources || (weight_type != ENGRAM_SPREAD_UNWEIGHTED && g->weights == NULL))
+        return -1;
+    if (engram_spread_pull_build(arena, &cg, window_rows, block_rows, g->row_node, g->node_row,
+                                 g->chunk_length, g->chunk_offset, block_rows ? g->chunk_rows : NULL,
+                                 block_rows ? g->block_chunks : NULL, block_rows ? g->window_slots : NULL,
+                                 g->sources, g->weights) != ENGRAM_OK)
         return -1;
     engram_arena_reset(arena);
-    for (size_t r = 0; r < n_chunks * 8; r++)
+    for (size_t r = 0; r < row_chunks * 8; r++)
         g->row_scale[r] = r < n ? (exact ? 1.0 / (double)(1u << (next_u64(rng) % 4)) : 1.0 / (1.0 + (double)r)) : 0.0;
-    g->pull = (engram_spread_pull){n_chunks, g->row_node, g->node_row, g->chunk_offset,
-                                   g->chunk_length, g->sources, g->weights, NULL, g->row_degree};
-    return 0;
+    g->pull = (engram_spread_pull){
+        .row_chunks = row_chunks, .row_node = g->row_node, .node_row = g->node_row,
+        .row_scale = NULL, .row_degree = g->row_degree, .n_chunks = n_chunks,
+        .chunk_offset = g->chunk_offset, .chunk_length = g->chunk_length, .sources = g->sources,
+        .weights = g->weights, .n_blocks = n_blocks, .block_rows = block_rows,
+        .window_rows = window_rows, .n_windows = n_windows,
+        .block_chunks = block_rows ? g->block_chunks : NULL,
+        .chunk_rows = block_rows ? g->chunk_rows : NULL,
+        .window_slots = block_rows ? g->window_slots : NULL};
+    /* the layout holds every edge once */
+    size_t real = 0;
+    for (size_t i = 0; i < n_slots; i++) real += g->sources[i] != (int32_t)n;
+    return real == m ? 0 : -2;
 }
 
 typedef struct hop_state {
@@ -110,16 +142,21 @@ static void check_hops(ctest *t, const engram_spread_ops *ops, uint64_t *rng) {
     const engram_spread_ops *spec = &engram_spread_ops_scalar;
     static test_graph g;
     static hop_state a, b;
-    for (int trial = 0; trial < 120; trial++) {
+    static double xa[MAX_N + 16], xb[MAX_N + 16];
+    for (int trial = 0; trial < 160; trial++) {
         const size_t n = 1 + next_u64(rng) % MAX_N;
         const size_t m = next_u64(rng) % (n * 8 < MAX_E ? n * 8 : MAX_E);
         const int weight_type = (int)(next_u64(rng) % 3);
         const int exact = trial % 2 == 0;
-        if (make_graph(&g, n, m, weight_type, exact, rng) < 0) {
-            CTEST_CHECK(t, 0, "could not build a pull layout");
+        const size_t block_rows = trial % 4 < 2 ? 0 : 1 + next_u64(rng) % 64;
+        const int made = make_graph(&g, n, m, weight_type, exact, block_rows, rng);
+        if (made < 0) {
+            CTEST_CHECK(t, 0, "pull layout n=%zu m=%zu block_rows=%zu: %s", n, m, block_rows,
+                        made == -2 ? "an edge is missing or repeated" : "could not build");
+            free_graph(&g);
             return;
         }
-        const size_t n_chunks = g.pull.n_chunks;
+        const size_t n_chunks = g.pull.row_chunks;
         for (size_t r = 0; r < n_chunks * 8 + 8; r++) {
             const int active = r < n && next_u64(rng) % 3 != 0;
             a.pulse[r] = active ? (exact ? dyadic(rng) : (double)(next_u64(rng) % 1000) / 997.0) : 0.0;
@@ -130,10 +167,11 @@ static void check_hops(ctest *t, const engram_spread_ops *ops, uint64_t *rng) {
         b = a;
         const int combine = (int)(next_u64(rng) % 2);
         const double thresholds[] = {0.0, 0.0625, 0.25, 1.0 / 3.0, 2.0};
+        g.pull.row_scale = next_u64(rng) % 2 ? g.row_scale : NULL;
         engram_spread_classify ka = {
             .threshold = thresholds[next_u64(rng) % 5],
             .send = exact ? 0.75 : 0.85,
-            .row_scale = next_u64(rng) % 2 ? g.row_scale : NULL,
+            .row_scale = g.pull.row_scale,
             .row_degree = g.row_degree,
             .combine = (engram_spread_combine)combine,
             .revisit = (int)(next_u64(rng) % 2),
@@ -152,10 +190,28 @@ static void check_hops(ctest *t, const engram_spread_ops *ops, uint64_t *rng) {
             c1 = c0 + next_u64(rng) % (n_chunks - c0 + 1);
         }
         uint64_t edges_a = 7, edges_b = 7;
-        const size_t fired_a = ops->hop[combine][weight_type](&g.pull, a.pulse, &ka, c0, c1, &edges_a);
-        const size_t fired_b = spec->hop[combine][weight_type](&g.pull, b.pulse, &kb, c0, c1, &edges_b);
-        CTEST_CHECK(t, fired_a == fired_b, "hop n=%zu w=%d combine=%d: %zu rows fired, scalar %zu", n,
-                    weight_type, combine, fired_a, fired_b);
+        size_t fired_a, fired_b;
+        if (block_rows == 0) {
+            fired_a = ops->hop[combine][weight_type](&g.pull, a.pulse, &ka, c0, c1, &edges_a);
+            fired_b = spec->hop[combine][weight_type](&g.pull, b.pulse, &kb, c0, c1, &edges_b);
+        } else {
+            /* every block's chunks into x, then the classification of rows [8 c0, 8 c1) */
+            for (size_t r = 0; r < n_chunks * 8 + 8; r++) xa[r] = xb[r] = 0.0;
+            for (size_t blk = 0; blk < g.pull.n_blocks; blk++) {
+                const int64_t *first = g.pull.block_chunks + blk * (g.pull.n_windows + 1);
+                const size_t s0 = (size_t)first[0], s1 = (size_t)first[g.pull.n_windows];
+                ops->accumulate[combine][weight_type](&g.pull, a.pulse, s0, s1, xa);
+                spec->accumulate[combine][weight_type](&g.pull, b.pulse, s0, s1, xb);
+            }
+            for (size_t r = 0; r < n_chunks * 8; r++)
+                CTEST_CHECK(t, close_enough(xa[r], xb[r], exact),
+                            "accumulate n=%zu block_rows=%zu w=%d row %zu: %.17g, scalar %.17g", n,
+                            block_rows, weight_type, r, xa[r], xb[r]);
+            fired_a = ops->classify(&ka, c0, c1, xa + c0 * 8, &edges_a);
+            fired_b = spec->classify(&kb, c0, c1, xb + c0 * 8, &edges_b);
+        }
+        CTEST_CHECK(t, fired_a == fired_b, "hop n=%zu w=%d combine=%d blocks=%zu: %zu rows fired, scalar %zu", n,
+                    weight_type, combine, block_rows, fired_a, fired_b);
         CTEST_CHECK(t, edges_a == edges_b, "hop n=%zu: edges %llu, scalar %llu", n,
                     (unsigned long long)edges_a, (unsigned long long)edges_b);
         for (size_t c = 0; c < n_chunks; c++)
@@ -172,8 +228,7 @@ static void check_hops(ctest *t, const engram_spread_ops *ops, uint64_t *rng) {
             if (!in_range)
                 CTEST_CHECK(t, a.pulse_next[r] == -1.0, "hop wrote row %zu outside chunks [%zu, %zu)", r, c0, c1);
         }
-        free(g.sources);
-        free(g.weights);
+        free_graph(&g);
     }
 }
 
@@ -243,7 +298,12 @@ static void check_runs(ctest *t, uint64_t *rng) {
         const size_t n = 1 + next_u64(rng) % MAX_N;
         const size_t m = next_u64(rng) % (n * 6 < MAX_E ? n * 6 : MAX_E);
         const int weight_type = (int)(next_u64(rng) % 3);
-        if (make_graph(&g, n, m, weight_type, 1, rng) < 0) return;
+        const size_t block_rows = trial % 2 ? 0 : 1 + next_u64(rng) % 50;
+        if (make_graph(&g, n, m, weight_type, 1, block_rows, rng) < 0) {
+            CTEST_CHECK(t, 0, "could not build a pull layout");
+            free_graph(&g);
+            return;
+        }
         for (size_t i = 0; i < 4 * n; i++) seeds[i] = next_u64(rng) % 5 == 0 ? (float)dyadic(rng) : 0.0f;
         engram_spread_graph cg = {0};
         cg.n = n;
@@ -275,8 +335,7 @@ static void check_runs(ctest *t, uint64_t *rng) {
         for (size_t i = 0; i < 4 * n; i++)
             CTEST_CHECK(t, out_level[i] == out_scalar[i], "run n=%zu direction %d: out[%zu] %.9g, scalar %.9g",
                         n, (int)o.direction, i, (double)out_level[i], (double)out_scalar[i]);
-        free(g.sources);
-        free(g.weights);
+        free_graph(&g);
     }
 }
 
@@ -286,8 +345,11 @@ void ctest_spread(ctest *t) {
     for (int c = 0; c < 2; c++)
         for (int w = 0; w < 3; w++)
             CTEST_CHECK(t, ops->hop[c][w] != NULL, "hop[%d][%d] missing", c, w);
-    CTEST_CHECK(t, ops->select_f32 && ops->select_f64 && ops->first_bad_f32 && ops->first_bad_f64,
-                "seed scans missing");
+    for (int c = 0; c < 2; c++)
+        for (int w = 0; w < 3; w++)
+            CTEST_CHECK(t, ops->accumulate[c][w] != NULL, "accumulate[%d][%d] missing", c, w);
+    CTEST_CHECK(t, ops->classify && ops->select_f32 && ops->select_f64 && ops->first_bad_f32 &&
+                       ops->first_bad_f64, "classify or seed scans missing");
     check_hops(t, ops, &rng);
     check_seed_scans(t, ops, &rng);
     check_runs(t, &rng);
