@@ -238,6 +238,30 @@ static int by_degree_then_index(const void *a, const void *b) {
     return (x->index > y->index) - (x->index < y->index);
 }
 
+/*
+ * Sort a window's items by degree, larger first, ties by index: a counting
+ * sort when the degrees are small (the usual case; linear), else qsort.
+ * counts has COUNTING_SORT_MAX + 2 entries; out receives the order.
+ */
+#define COUNTING_SORT_MAX 4096
+
+static void sort_by_degree(const degree_sort_item *items, size_t k, size_t *counts,
+                           degree_sort_item *out) {
+    int64_t top = 0;
+    for (size_t i = 0; i < k; i++)
+        if (items[i].degree > top) top = items[i].degree;
+    if (top > COUNTING_SORT_MAX) {
+        memcpy(out, items, k * sizeof *items);
+        qsort(out, k, sizeof *out, by_degree_then_index);
+        return;
+    }
+    memset(counts, 0, ((size_t)top + 2) * sizeof *counts);
+    for (size_t i = 0; i < k; i++) counts[top - items[i].degree + 1]++;
+    for (int64_t d = 1; d <= top + 1; d++) counts[d] += counts[d - 1];
+    /* items come in increasing index order, so equal degrees keep it */
+    for (size_t i = 0; i < k; i++) out[counts[top - items[i].degree]++] = items[i];
+}
+
 static size_t window_size(size_t window_rows) {
     if (window_rows < LANES) window_rows = LANES;
     return window_rows - window_rows % LANES;
@@ -313,6 +337,9 @@ static engram_status lay_out(engram_arena *arena, const engram_spread_graph *g, 
     int64_t *lane_of = engram_arena_alloc(arena, (n + 1) * sizeof *lane_of);
     int64_t *filled = engram_arena_alloc(arena, (n + 1) * sizeof *filled);
     degree_sort_item *items = engram_arena_alloc(arena, wr * sizeof *items);
+    degree_sort_item *sorted = engram_arena_alloc(arena, wr * sizeof *sorted);
+    size_t *counts = engram_arena_alloc(arena, (COUNTING_SORT_MAX + 2) * sizeof *counts);
+    if (!sorted || !counts) return ENGRAM_ERR_NOMEM;
     /* a block has at most one partly filled chunk per window */
     int64_t *block_offsets = engram_arena_alloc(arena, (row_chunks + n_windows + 1) * sizeof(int64_t));
     if (!degree || !lane_of || !filled || !items || !block_offsets) return ENGRAM_ERR_NOMEM;
@@ -332,8 +359,8 @@ static engram_status lay_out(engram_arena *arena, const engram_spread_graph *g, 
             const size_t r0 = w * wr, r1 = r0 + wr < n ? r0 + wr : n;
             size_t k = 0;
             for (size_t r = r0; r < r1; r++)
-                if (degree[r] > 0) items[k++] = (degree_sort_item){degree[r], (int32_t)r};
-            qsort(items, k, sizeof *items, by_degree_then_index);
+                if (degree[r] > 0) sorted[k++] = (degree_sort_item){degree[r], (int32_t)r};
+            sort_by_degree(sorted, k, counts, items);
             for (size_t i = 0; i < k; i += LANES) {
                 const int64_t length = items[i].degree;
                 if ((status = check_length(length, items[i].index)) != ENGRAM_OK) return status;
@@ -397,13 +424,15 @@ engram_status engram_spread_pull_plan(engram_arena *arena, const engram_spread_g
     const size_t row_chunks = (n + LANES - 1) / LANES, wr = window_size(window_rows);
     int64_t *in_degree = engram_arena_alloc(arena, (n + 1) * sizeof *in_degree);
     degree_sort_item *items = engram_arena_alloc(arena, wr * sizeof *items);
-    if (in_degree == NULL || items == NULL) return ENGRAM_ERR_NOMEM;
+    degree_sort_item *sorted = engram_arena_alloc(arena, wr * sizeof *sorted);
+    size_t *counts = engram_arena_alloc(arena, (COUNTING_SORT_MAX + 2) * sizeof *counts);
+    if (in_degree == NULL || items == NULL || sorted == NULL || counts == NULL) return ENGRAM_ERR_NOMEM;
     memset(in_degree, 0, (n + 1) * sizeof *in_degree);
     for (size_t e = 0; e < g->nnz; e++) in_degree[csr_target(g, e)]++;
     for (size_t w0 = 0; w0 < n; w0 += wr) {
         const size_t w1 = w0 + wr < n ? w0 + wr : n;
-        for (size_t v = w0; v < w1; v++) items[v - w0] = (degree_sort_item){in_degree[v], (int32_t)v};
-        qsort(items, w1 - w0, sizeof *items, by_degree_then_index);
+        for (size_t v = w0; v < w1; v++) sorted[v - w0] = (degree_sort_item){in_degree[v], (int32_t)v};
+        sort_by_degree(sorted, w1 - w0, counts, items);
         for (size_t r = w0; r < w1; r++) {
             const int32_t v = items[r - w0].index;
             row_node[r] = v;
