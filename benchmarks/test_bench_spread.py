@@ -47,6 +47,10 @@ def results():
                 verdict = "met" if share >= goal.value else "NOT met"
                 lines.append(f"  {w.id} {goal.text}: {rate:.2f} GB/s = {share:.0%} of "
                              f"{table[(w.id, 'read GB/s')]:.1f} GB/s ({verdict})")
+        for name in w.baselines:
+            if (w.id, name) in table and not any(g.against == name for g in w.goals):
+                lines.append(f"  {w.id} {name}: {table[(w.id, name)] * 1e3:.2f} ms, engram "
+                             f"{mine * 1e3:.2f} ms")
         if (w.id, "elements") in table:
             lines.append(f"  {w.id} {table[(w.id, 'elements')] / mine / 1e9:.3f} elements (edges) per ns")
         if w.seed_target_us is not None:
