@@ -539,3 +539,20 @@ def test_reference_backend_rejects_the_same_bad_inputs():
             assert a.tobytes() == b.tobytes(), case_id
         rows_checked += 1
     assert rows_checked > 50
+
+
+@pytest.mark.parametrize("direction", ["auto", "pull"])
+def test_graph_past_the_blocking_size(simd_level, direction):
+    """A graph just large enough for the default blocked layout (several source blocks)."""
+    import engram.graph
+
+    rng = np.random.default_rng(12)
+    n = engram.graph._PULL_BLOCKED_FROM + 5000
+    g = engram.Graph(*rows.spread_graph_arrays(rng, n, 2 * n, weights="f32", multi_edges=False))
+    seeds = rng.random(n).astype(np.float32)
+    kwargs = dict(max_depth=3, threshold=0.0, normalize="out", revisit=True)
+    expected = ref.spread(g, seeds, **kwargs)
+    with tuning(direction):
+        got = engram.spread(g, seeds, threads=2, **kwargs)
+    assert g._pull_sizes()[1] > 0 and len(g._cache["pull_raw"][3]) > 2 * (n // 4096)
+    assert_close(got, expected, f"{simd_level} {direction}")
