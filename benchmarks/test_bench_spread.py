@@ -1,6 +1,6 @@
 """Spreading-activation workloads S1-S4 (engram/_cases.py) against their baselines.
 
-Every contender of a workload is timed in the same session with
+Every contender of a workload is timed in the same pytest run with
 ``benchmark.pedantic`` (>= 10 rounds); the ratios the goals speak of are
 printed at the end of the module and stored in each benchmark's extra_info.
 A baseline whose package is missing is skipped as "not installed".

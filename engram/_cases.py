@@ -229,7 +229,7 @@ def spread_edge_cases() -> list:
 register_kernel(_spread_kernel())
 
 
-# ---- spread workloads (benchmarks/test_bench_spread.py, the report) ----------
+# spread workloads (benchmarks/test_bench_spread.py, the report)
 
 
 def _spread_random_graph(n: int, m: int, seed: int):
