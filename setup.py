@@ -85,7 +85,9 @@ setup(
         Extension(
             "engram._core",
             sources=BASE_SOURCES,
-            depends=HEADERS,
+            # the per-ISA files are linked as objects: listing them makes a
+            # change to one of them relink the extension
+            depends=HEADERS + [source for source, _ in ISA_SOURCES],
             include_dirs=[numpy.get_include(), "csrc"],
             extra_compile_args=COMMON_FLAGS + EXTRA_FLAGS,
             extra_link_args=EXTRA_FLAGS + ["-lpthread", "-lm"],

@@ -385,9 +385,262 @@ engram_status engram_top_k(engram_arena *arena, engram_float_type type,
 
 /* ---- spread (spread.c, simd/) --------------------------------------- */
 
+/*
+ * Semantics (DESIGN.md, "Spreading activation"): from the seeds, each hop
+ * sends decay_k * w~(u, v) * pulse[u] along every out-edge of every node of
+ * the frontier; a node whose incoming pulse is > 0 and >= threshold (and,
+ * unless revisit, has not fired before) fires: its total is combined with
+ * the pulse and it joins the next frontier.  Pulses and totals are kept in
+ * float64; the result is rounded to float32 once, at the end.
+ *
+ * A hop either pushes over the out-edges of a sparse frontier (CSR, cost
+ * proportional to the edges reached) or, when the frontier's out-edges are
+ * a large share of all edges, pulls over the pull layout below (every row
+ * sums its in-edges; no scatter, no per-edge bookkeeping).
+ */
+
+typedef enum engram_spread_weight_type {
+    ENGRAM_SPREAD_UNWEIGHTED = 0, /* every edge weighs 1 */
+    ENGRAM_SPREAD_F32 = 1,
+    ENGRAM_SPREAD_F64 = 2
+} engram_spread_weight_type;
+
+typedef enum engram_spread_combine {
+    ENGRAM_SPREAD_SUM = 0,
+    ENGRAM_SPREAD_MAX = 1
+} engram_spread_combine;
+
+typedef enum engram_spread_direction {
+    ENGRAM_SPREAD_AUTO = 0, /* per hop, by the frontier's share of the edges */
+    ENGRAM_SPREAD_PUSH = 1,
+    ENGRAM_SPREAD_PULL = 2
+} engram_spread_direction;
+
+/* Rows per chunk of the pull layout (one chunk = one 8-lane float64 vector). */
+#define ENGRAM_SPREAD_LANES 8
+/* Largest node count the pull layout can number (row n is the zero pulse). */
+#define ENGRAM_SPREAD_PULL_MAX_NODES ((size_t)INT32_MAX - 2 * ENGRAM_SPREAD_LANES)
+
+/*
+ * Pull layout: the transpose in sliced ELLPACK form (SELL-8-sigma).  Nodes
+ * are renumbered into rows sorted by in-degree within windows of
+ * window_rows nodes, so the 8 rows of a chunk have nearly equal lengths
+ * (little padding) and a row's node is near the row.  A slot chunk holds 8
+ * lanes; its slot j of lane l is at chunk_offset[c] + 8 j + l and names a
+ * source by its row (padding: row n, whose pulse is always 0) with the
+ * edge's weight.  A dense hop reads pulses and writes results in row order
+ * and sums 8 rows at once with no branch per row.
+ *
+ * Unblocked (n_blocks == 0): slot chunk c is row chunk c (rows 8c..8c+7).
+ * Blocked: when the pulses outgrow the L2 cache the random pulse reads
+ * wait on L3 and dominate, so the sources are cut into blocks of
+ * block_rows rows (pulses that fit L2) and each block has its own chunks,
+ * over the rows with an in-edge from it, window by window; a hop pulls
+ * block after block, adding each lane's sum into x[chunk_rows[8 c + l]],
+ * then classifies x.  Padding lanes repeat lane 0's row (they add 0).
+ */
+typedef struct engram_spread_pull {
+    size_t row_chunks;           /* ceil(n / 8) */
+    const int32_t *row_node;     /* n: node of each row */
+    const int32_t *node_row;     /* n: row of each node */
+    /* by row, 8 row_chunks entries (padding rows 0): */
+    const double *row_scale;     /* source_scale, or NULL */
+    const uint32_t *row_degree;  /* out-degree, saturated (for the direction choice) */
+    size_t n_chunks;             /* slot chunks */
+    const int64_t *chunk_offset; /* n_chunks + 1, in slots */
+    const int32_t *chunk_length; /* n_chunks: slots per lane */
+    const int32_t *sources;      /* chunk_offset[n_chunks]: source row of each slot */
+    const void *weights;         /* each slot's weight (graph's type; padding 0), NULL if unweighted */
+    size_t n_blocks;             /* 0: unblocked */
+    size_t block_rows;           /* source rows per block */
+    size_t window_rows;          /* rows per window, a multiple of 8 */
+    size_t n_windows;            /* ceil(n / window_rows) */
+    const int64_t *block_chunks; /* n_blocks x (n_windows + 1): first slot chunk of (block, window) */
+    const int32_t *chunk_rows;   /* 8 per slot chunk: the row of each lane */
+    const int64_t *window_slots; /* n_windows + 1: slots of every block in the windows before */
+} engram_spread_pull;
+
+typedef struct engram_spread_graph {
+    size_t n, nnz;
+    int index64;                    /* indptr and indices are int64 (else int32) */
+    const void *indptr;             /* n + 1 */
+    const void *indices;            /* nnz: target of each out-edge, CSR order */
+    engram_spread_weight_type weight_type;
+    const void *weights;            /* nnz, or NULL when unweighted */
+    const double *source_scale;     /* n: factor on all a node sends (normalize="out"), or NULL */
+    const engram_spread_pull *pull; /* NULL: not built; hops push */
+    int pull_possible;              /* a pull layout can be built for this graph */
+} engram_spread_graph;
+
+typedef enum engram_spread_seed_type {
+    ENGRAM_SPREAD_SEEDS_SPARSE = 0, /* one row: ids[count], values[count] */
+    ENGRAM_SPREAD_SEEDS_F32 = 1,    /* rows x n, row_stride elements apart */
+    ENGRAM_SPREAD_SEEDS_F64 = 2
+} engram_spread_seed_type;
+
+typedef struct engram_spread_seeds {
+    engram_spread_seed_type type;
+    size_t rows;
+    int batch; /* rows came as a 2-d array (for messages) */
+    const void *data;
+    ptrdiff_t row_stride;
+    size_t count;
+    const int64_t *ids; /* distinct, in [0, n) */
+    const double *values;
+} engram_spread_seeds;
+
+typedef struct engram_spread_options {
+    size_t max_depth;
+    double decay;                /* every hop's factor, unless decay_per_hop */
+    const double *decay_per_hop; /* max_depth factors, or NULL */
+    double threshold;
+    engram_spread_combine combine;
+    int revisit;
+    engram_spread_direction direction;
+    double pull_fraction; /* auto: pull when the frontier's out-edges exceed this share of nnz */
+    size_t parallel_hop_edges; /* a single row's dense hops use threads from this many edges */
+    int threads;          /* 0: automatic */
+    int out_is_fresh;     /* out may be written before every row is validated */
+} engram_spread_options;
+
+/* Most threads one row's dense hop is split across. */
+#define ENGRAM_SPREAD_MAX_HOP_THREADS 64
+
+/*
+ * Default share of the edges above which a hop pulls: where a push over the
+ * frontier's out-edges and a pull over all in-edges took equal time here,
+ * 0.035 (1M nodes, 10M edges) to 0.055 (100k, 1M) to 0.12 (1k, 5k).
+ */
+#define ENGRAM_SPREAD_PULL_FRACTION 0.05
+/* Default edges from which one row's dense hops are shared by threads: a hop
+   must outlast starting a thread (~50 us) by far. */
+#define ENGRAM_SPREAD_PARALLEL_HOP_EDGES ((size_t)1 << 20)
+
+typedef struct engram_spread_classify {
+    double threshold;
+    double send;              /* decay of the next hop */
+    const double *row_scale;  /* or NULL */
+    const uint32_t *row_degree;
+    engram_spread_combine combine;
+    int revisit;
+    double *total;            /* by row */
+    uint8_t *fired;           /* bit l of byte c: row 8c + l has fired */
+    double *pulse_next;       /* by row: what the row sends next hop (0 if it did not fire) */
+} engram_spread_classify;
+
+/* Sums of slot chunks [c0, c1) into x (see accumulate below). */
+typedef void (*engram_spread_pull_fn)(const engram_spread_pull *p, const double *pulse, size_t c0,
+                                      size_t c1, double *x);
+
+/*
+ * One dense hop over the rows of chunks [c0, c1): x = the sum (or max) over
+ * each row's slots of weight * pulse[source], then every row whose x fires
+ * (x > 0, x >= threshold, and revisit or not fired before) gets its total
+ * combined with x, its fired bit set and pulse_next = x * send * row_scale;
+ * other rows get pulse_next = 0.  Returns how many fired and adds their
+ * out-degrees to *edges.
+ */
+typedef size_t (*engram_spread_hop_fn)(const engram_spread_pull *p, const double *pulse,
+                                       const engram_spread_classify *k, size_t c0, size_t c1,
+                                       uint64_t *edges);
+
 struct engram_spread_ops {
     const char *level;
+    /* hop[combine][weight type] on an unblocked layout (the classify's combine must match) */
+    engram_spread_hop_fn hop[2][3];
+    /*
+     * accumulate[combine][weight type] on a blocked layout: for slot chunks
+     * [c0, c1), x[chunk_rows[8 c + l]] += (or max=) lane l's sum over its
+     * slots of weight * pulse[source]; x is indexed by row.
+     */
+    engram_spread_pull_fn accumulate[2][3];
+    /* The classification of a hop for row chunks [c0, c1); x[0] is row 8 c0's sum. */
+    size_t (*classify)(const engram_spread_classify *k, size_t c0, size_t c1, const double *x,
+                       uint64_t *edges);
+    /*
+     * out[i] = (float)s[i] for i < n, and the ids of s[i] > 0 && s[i] >=
+     * threshold appended to ids (*count of them), stopping at the first s[i]
+     * that is negative, NaN or infinite: returns its index, or n.  For float32
+     * seeds the threshold is the smallest float32 >= the float64 threshold.
+     */
+    size_t (*select_f32)(const float *s, size_t n, float threshold, float *out, int64_t *ids,
+                         size_t *count);
+    size_t (*select_f64)(const double *s, size_t n, double threshold, float *out, int64_t *ids,
+                         size_t *count);
+    /* First index whose value is negative, NaN or infinite, or n. */
+    size_t (*first_bad_f32)(const float *s, size_t n);
+    size_t (*first_bad_f64)(const double *s, size_t n);
 };
+
+/* The scalar primitives: the spec, and what a SIMD level uses where it has nothing faster. */
+size_t engram_spread_hop_sum_unweighted_scalar(const engram_spread_pull *, const double *,
+                                               const engram_spread_classify *, size_t, size_t,
+                                               uint64_t *);
+size_t engram_spread_hop_sum_f32_scalar(const engram_spread_pull *, const double *,
+                                        const engram_spread_classify *, size_t, size_t, uint64_t *);
+size_t engram_spread_hop_sum_f64_scalar(const engram_spread_pull *, const double *,
+                                        const engram_spread_classify *, size_t, size_t, uint64_t *);
+size_t engram_spread_hop_max_unweighted_scalar(const engram_spread_pull *, const double *,
+                                               const engram_spread_classify *, size_t, size_t,
+                                               uint64_t *);
+size_t engram_spread_hop_max_f32_scalar(const engram_spread_pull *, const double *,
+                                        const engram_spread_classify *, size_t, size_t, uint64_t *);
+size_t engram_spread_hop_max_f64_scalar(const engram_spread_pull *, const double *,
+                                        const engram_spread_classify *, size_t, size_t, uint64_t *);
+void engram_spread_accumulate_sum_unweighted_scalar(const engram_spread_pull *, const double *,
+                                                    size_t, size_t, double *);
+void engram_spread_accumulate_sum_f32_scalar(const engram_spread_pull *, const double *, size_t,
+                                             size_t, double *);
+void engram_spread_accumulate_sum_f64_scalar(const engram_spread_pull *, const double *, size_t,
+                                             size_t, double *);
+void engram_spread_accumulate_max_unweighted_scalar(const engram_spread_pull *, const double *,
+                                                    size_t, size_t, double *);
+void engram_spread_accumulate_max_f32_scalar(const engram_spread_pull *, const double *, size_t,
+                                             size_t, double *);
+void engram_spread_accumulate_max_f64_scalar(const engram_spread_pull *, const double *, size_t,
+                                             size_t, double *);
+size_t engram_spread_classify_scalar(const engram_spread_classify *, size_t, size_t, const double *,
+                                     uint64_t *);
+size_t engram_spread_select_f32_scalar(const float *, size_t, float, float *, int64_t *, size_t *);
+size_t engram_spread_select_f64_scalar(const double *, size_t, double, float *, int64_t *,
+                                       size_t *);
+size_t engram_spread_first_bad_f32_scalar(const float *, size_t);
+size_t engram_spread_first_bad_f64_scalar(const double *, size_t);
+
+/*
+ * Spread rows of seeds over g into out (rows x n float32, out_row_stride
+ * elements apart).  Everything is validated before out is written (unless
+ * opt->out_is_fresh).  When a hop should pull (auto, or forced) but g->pull
+ * is NULL while g->pull_possible, returns ENGRAM_OK with *wants_pull = 1
+ * and out unspecified: build the layout and call again.  *edges (if not
+ * NULL) receives the number of edge slots visited.
+ */
+engram_status engram_spread_run(engram_arena *arena, const engram_spread_graph *g,
+                                const engram_spread_seeds *seeds, const engram_spread_options *opt,
+                                float *out, ptrdiff_t out_row_stride, int *wants_pull,
+                                uint64_t *edges);
+
+/*
+ * Pull layout, step 1: rows (sorted by in-degree within windows of
+ * window_rows nodes) and row degrees (8 ceil(n / 8) entries), and the slot
+ * chunks and slots step 2 fills.  block_rows = 0: unblocked.
+ */
+engram_status engram_spread_pull_plan(engram_arena *arena, const engram_spread_graph *g,
+                                      size_t window_rows, size_t block_rows, int32_t *row_node,
+                                      int32_t *node_row, uint32_t *row_degree, size_t *n_chunks,
+                                      size_t *n_slots);
+/*
+ * Step 2: chunk lengths and offsets, and (blocked) chunk rows, the chunks
+ * of each (block, window) and the slots before each window; each slot's
+ * source row; and, if weights_out, each slot's weight from g->weights.
+ * Any output may be NULL (to lay out another weight array later).
+ */
+engram_status engram_spread_pull_build(engram_arena *arena, const engram_spread_graph *g,
+                                       size_t window_rows, size_t block_rows,
+                                       const int32_t *row_node, const int32_t *node_row,
+                                       int32_t *chunk_length, int64_t *chunk_offset,
+                                       int32_t *chunk_rows, int64_t *block_chunks,
+                                       int64_t *window_slots, int32_t *sources, void *weights_out);
 
 /* ---- end spread ----------------------------------------------------- */
 

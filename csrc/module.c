@@ -842,6 +842,611 @@ done:
 
 /* ==== spread ==== */
 
+/*
+ * spread(graph, seeds, *, max_depth=4, decay=0.85, threshold=1e-4,
+ *        normalize="none", combine="sum", revisit=False, out=None, threads=None)
+ *
+ * The graph is an engram.graph.Graph (anything else is wrapped by
+ * Graph._coerce); its _spread_arrays() hands over the CSR arrays, the
+ * normalisation and, once built, the pull layout.  If the kernel finds a hop
+ * that should pull before the layout exists, it stops; the graph builds the
+ * layout (once) and the call runs again.
+ */
+
+static PyObject *spread_graph_class = NULL; /* engram.graph.Graph, imported on first use */
+/* Private knobs for tests and measurements (_spread_tuning). */
+static int spread_direction = ENGRAM_SPREAD_AUTO;
+static double spread_pull_fraction = ENGRAM_SPREAD_PULL_FRACTION;
+static size_t spread_parallel_hop_edges = ENGRAM_SPREAD_PARALLEL_HOP_EDGES;
+
+static PyObject *spread_as_graph(PyObject *obj) {
+    if (spread_graph_class == NULL) {
+        PyObject *mod = PyImport_ImportModule("engram.graph");
+        if (mod == NULL) return NULL;
+        spread_graph_class = PyObject_GetAttrString(mod, "Graph");
+        Py_DECREF(mod);
+        if (spread_graph_class == NULL) return NULL;
+    }
+    int is_graph = PyObject_IsInstance(obj, spread_graph_class);
+    if (is_graph < 0) return NULL;
+    if (is_graph) { Py_INCREF(obj); return obj; }
+    return PyObject_CallMethod(spread_graph_class, "_coerce", "(O)", obj);
+}
+
+/* A contiguous native array of `type` with at least `min_size` elements, or NULL (None ok if allowed). */
+static int spread_buffer(PyObject *obj, const char *what, int type, npy_intp min_size,
+                         int allow_none, const void **data) {
+    *data = NULL;
+    if (obj == Py_None && allow_none) return 0;
+    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != type ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj) || !PyArray_ISNOTSWAPPED((PyArrayObject *)obj) ||
+        !PyArray_ISALIGNED((PyArrayObject *)obj) || PyArray_NDIM((PyArrayObject *)obj) != 1 ||
+        PyArray_DIM((PyArrayObject *)obj, 0) < min_size) {
+        PyErr_Format(PyExc_RuntimeError, "spread(): the graph's %s array is not what the kernel "
+                                         "needs (was the Graph modified?)", what);
+        return -1;
+    }
+    *data = PyArray_DATA((PyArrayObject *)obj);
+    return 0;
+}
+
+typedef struct spread_view {
+    engram_spread_graph g;
+    engram_spread_pull pull;
+    PyObject *arrays; /* the tuple the pointers point into */
+} spread_view;
+
+static int spread_get_view(PyObject *graph, int normalize, int want_pull, spread_view *v) {
+    memset(v, 0, sizeof *v);
+    PyObject *t = PyObject_CallMethod(graph, "_spread_arrays", "ii", normalize, want_pull);
+    if (t == NULL) return -1;
+    v->arrays = t;
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 8) {
+        PyErr_SetString(PyExc_RuntimeError, "spread(): Graph._spread_arrays() returned a bad tuple");
+        return -1;
+    }
+    size_t n = PyLong_AsSize_t(PyTuple_GET_ITEM(t, 0));
+    size_t nnz = PyLong_AsSize_t(PyTuple_GET_ITEM(t, 1));
+    if (PyErr_Occurred()) return -1;
+    PyObject *indptr = PyTuple_GET_ITEM(t, 2), *indices = PyTuple_GET_ITEM(t, 3);
+    int index_type = PyArray_Check(indptr) ? PyArray_TYPE((PyArrayObject *)indptr) : -1;
+    if (index_type != NPY_INT32 && index_type != NPY_INT64) index_type = NPY_INT64;
+    engram_spread_graph *g = &v->g;
+    g->n = n;
+    g->nnz = nnz;
+    g->index64 = index_type == NPY_INT64;
+    if (spread_buffer(indptr, "indptr", index_type, (npy_intp)n + 1, 0, &g->indptr) < 0 ||
+        spread_buffer(indices, "indices", index_type, (npy_intp)nnz, 0, &g->indices) < 0)
+        return -1;
+    PyObject *weights = PyTuple_GET_ITEM(t, 4);
+    g->weight_type = weights == Py_None ? ENGRAM_SPREAD_UNWEIGHTED
+                     : PyArray_Check(weights) && PyArray_TYPE((PyArrayObject *)weights) == NPY_FLOAT
+                         ? ENGRAM_SPREAD_F32
+                         : ENGRAM_SPREAD_F64;
+    const int weight_npy = g->weight_type == ENGRAM_SPREAD_F32 ? NPY_FLOAT : NPY_DOUBLE;
+    if (spread_buffer(weights, "weights", weight_npy, (npy_intp)nnz, 1, &g->weights) < 0) return -1;
+    const void *scale;
+    if (spread_buffer(PyTuple_GET_ITEM(t, 5), "scale", NPY_DOUBLE, (npy_intp)n, 1, &scale) < 0)
+        return -1;
+    g->source_scale = scale;
+    g->pull_possible = PyObject_IsTrue(PyTuple_GET_ITEM(t, 7)) == 1;
+    PyObject *layout = PyTuple_GET_ITEM(t, 6);
+    if (layout == Py_None) return 0;
+    if (!PyTuple_Check(layout) || PyTuple_GET_SIZE(layout) != 12) {
+        PyErr_SetString(PyExc_RuntimeError, "spread(): the graph's pull layout is not a tuple of 12");
+        return -1;
+    }
+    engram_spread_pull *p = &v->pull;
+    Py_ssize_t window_rows = 0, block_rows = 0;
+    if (!PyArg_ParseTuple(PyTuple_GET_ITEM(layout, 11), "nn", &window_rows, &block_rows)) return -1;
+    if (window_rows < ENGRAM_SPREAD_LANES || window_rows % ENGRAM_SPREAD_LANES || block_rows < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "spread(): the graph's pull layout has bad sizes");
+        return -1;
+    }
+    p->row_chunks = (n + ENGRAM_SPREAD_LANES - 1) / ENGRAM_SPREAD_LANES;
+    p->window_rows = (size_t)window_rows;
+    p->n_windows = (n + p->window_rows - 1) / p->window_rows;
+    p->block_rows = (size_t)block_rows;
+    p->n_blocks = block_rows ? (n + (size_t)block_rows - 1) / (size_t)block_rows : 0;
+    PyObject *lengths = PyTuple_GET_ITEM(layout, 3);
+    p->n_chunks = PyArray_Check(lengths) ? (size_t)PyArray_SIZE((PyArrayObject *)lengths) : 0;
+    const npy_intp rows_padded = (npy_intp)(p->row_chunks * ENGRAM_SPREAD_LANES);
+    const void *row_node, *node_row, *chunk_offset, *chunk_length, *sources, *row_scale, *row_degree;
+    const void *chunk_rows = NULL, *block_chunks = NULL, *window_slots = NULL;
+    if (spread_buffer(PyTuple_GET_ITEM(layout, 0), "row_node", NPY_INT32, (npy_intp)n, 0, &row_node) < 0 ||
+        spread_buffer(PyTuple_GET_ITEM(layout, 1), "node_row", NPY_INT32, (npy_intp)n, 0, &node_row) < 0 ||
+        spread_buffer(PyTuple_GET_ITEM(layout, 2), "chunk_offset", NPY_INT64,
+                      (npy_intp)p->n_chunks + 1, 0, &chunk_offset) < 0 ||
+        spread_buffer(lengths, "chunk_length", NPY_INT32, (npy_intp)p->n_chunks, 0, &chunk_length) < 0 ||
+        spread_buffer(PyTuple_GET_ITEM(layout, 6), "row_scale", NPY_DOUBLE, rows_padded, 1,
+                      &row_scale) < 0 ||
+        spread_buffer(PyTuple_GET_ITEM(layout, 7), "row_degree", NPY_UINT32, rows_padded, 0,
+                      &row_degree) < 0)
+        return -1;
+    if (p->n_blocks &&
+        (spread_buffer(PyTuple_GET_ITEM(layout, 8), "chunk_rows", NPY_INT32,
+                       (npy_intp)(p->n_chunks * ENGRAM_SPREAD_LANES), 0, &chunk_rows) < 0 ||
+         spread_buffer(PyTuple_GET_ITEM(layout, 9), "block_chunks", NPY_INT64,
+                       (npy_intp)(p->n_blocks * (p->n_windows + 1)), 0, &block_chunks) < 0 ||
+         spread_buffer(PyTuple_GET_ITEM(layout, 10), "window_slots", NPY_INT64,
+                       (npy_intp)p->n_windows + 1, 0, &window_slots) < 0))
+        return -1;
+    if (!p->n_blocks && p->n_chunks != p->row_chunks) {
+        PyErr_SetString(PyExc_RuntimeError, "spread(): the graph's pull layout does not match it");
+        return -1;
+    }
+    const npy_intp slots = (npy_intp)((const int64_t *)chunk_offset)[p->n_chunks];
+    if (spread_buffer(PyTuple_GET_ITEM(layout, 4), "sources", NPY_INT32, slots, 0, &sources) < 0 ||
+        spread_buffer(PyTuple_GET_ITEM(layout, 5), "pull weights", weight_npy, slots,
+                      g->weight_type == ENGRAM_SPREAD_UNWEIGHTED, &p->weights) < 0)
+        return -1;
+    if ((g->weight_type == ENGRAM_SPREAD_UNWEIGHTED) != (p->weights == NULL) ||
+        (g->source_scale == NULL) != (row_scale == NULL)) {
+        PyErr_SetString(PyExc_RuntimeError, "spread(): the graph's pull layout does not match it");
+        return -1;
+    }
+    p->row_node = row_node;
+    p->node_row = node_row;
+    p->chunk_offset = chunk_offset;
+    p->chunk_length = chunk_length;
+    p->sources = sources;
+    p->row_scale = row_scale;
+    p->row_degree = row_degree;
+    p->chunk_rows = chunk_rows;
+    p->block_chunks = block_chunks;
+    p->window_slots = window_slots;
+    g->pull = p;
+    return 0;
+}
+
+/* A strict bool: True/False, numpy.bool_, or the ints 0 and 1. */
+static int spread_parse_bool(const char *argname, PyObject *obj, int *out) {
+    if (PyBool_Check(obj) || PyArray_IsScalar(obj, Bool) ||
+        (PyLong_Check(obj) && (PyLong_AsLong(obj) == 0 || PyLong_AsLong(obj) == 1))) {
+        *out = PyObject_IsTrue(obj);
+        return *out < 0 ? -1 : 0;
+    }
+    PyErr_Format(PyExc_TypeError, "spread(): %s must be a bool, got %.100s", argname,
+                 Py_TYPE(obj)->tp_name);
+    return -1;
+}
+
+/* max_depth: an int >= 0. */
+static int spread_parse_depth(PyObject *obj, size_t *depth) {
+    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "spread(): max_depth must be an int >= 0, got %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyObject *index = PyNumber_Index(obj);
+    if (index == NULL) return -1;
+    int negative = PyObject_RichCompareBool(index, Py_False, Py_LT);
+    if (negative == 1) {
+        PyErr_Format(PyExc_ValueError, "spread(): max_depth must be >= 0, got %R", index);
+        Py_DECREF(index);
+        return -1;
+    }
+    *depth = PyLong_AsSize_t(index);
+    Py_DECREF(index);
+    if (*depth == (size_t)-1 && PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "spread(): max_depth is too large");
+        return -1;
+    }
+    return 0;
+}
+
+/* decay: a real number, or an array of max_depth real numbers (held in *owned). */
+static int spread_parse_decay(PyObject *obj, size_t max_depth, double *scalar,
+                              const double **per_hop, PyObject **owned) {
+    *per_hop = NULL;
+    *owned = NULL;
+    if (PyFloat_Check(obj) || PyLong_Check(obj) || PyArray_IsScalar(obj, Number))
+        return parse_double("spread", "decay", obj, scalar);
+    PyArrayObject *arr = (PyArrayObject *)PyArray_FROMANY(obj, NPY_NOTYPE, 0, 0, 0);
+    if (arr == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "spread(): decay must be a real number or an array of %zu "
+                                      "per-hop factors, got %.100s", max_depth, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    const char kind = PyArray_DESCR(arr)->kind;
+    if (kind != 'f' && kind != 'i' && kind != 'u') {
+        raise_about_array(PyExc_TypeError, "spread", "decay", "a real number or a real array", arr);
+        Py_DECREF(arr);
+        return -1;
+    }
+    if (PyArray_NDIM(arr) != 1 || (size_t)PyArray_DIM(arr, 0) != max_depth) {
+        char expected[96];
+        snprintf(expected, sizeof expected, "a number or an array of max_depth = %zu per-hop factors",
+                 max_depth);
+        raise_about_array(PyExc_ValueError, "spread", "decay", expected, arr);
+        Py_DECREF(arr);
+        return -1;
+    }
+    PyObject *f64 = PyArray_FromArray(arr, PyArray_DescrFromType(NPY_DOUBLE),
+                                      NPY_ARRAY_CARRAY | NPY_ARRAY_FORCECAST);
+    Py_DECREF(arr);
+    if (f64 == NULL) return -1;
+    *owned = f64;
+    *per_hop = (const double *)PyArray_DATA((PyArrayObject *)f64);
+    return 0;
+}
+
+/* seeds as a dict {node: value}: ids and values into PyMem buffers. */
+static int spread_parse_dict(PyObject *dict, size_t n, engram_spread_seeds *s, int64_t **ids,
+                             double **values) {
+    Py_ssize_t count = PyDict_GET_SIZE(dict), pos = 0, i = 0;
+    *ids = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(int64_t));
+    *values = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(double));
+    if (*ids == NULL || *values == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject *key, *value;
+    while (PyDict_Next(dict, &pos, &key, &value)) {
+        if (PyBool_Check(key) || !PyIndex_Check(key)) {
+            PyErr_Format(PyExc_TypeError, "spread(): seeds given as a dict must map int node ids to "
+                                          "values, got a key of type %.100s", Py_TYPE(key)->tp_name);
+            return -1;
+        }
+        PyObject *index = PyNumber_Index(key);
+        if (index == NULL) return -1;
+        int overflow = 0;
+        long long id = PyLong_AsLongLongAndOverflow(index, &overflow);
+        Py_DECREF(index);
+        if (id == -1 && PyErr_Occurred()) return -1;
+        if (overflow || id < 0 || (unsigned long long)id >= n) {
+            PyErr_Format(PyExc_ValueError, "spread(): seeds has node %R, out of range for a graph "
+                                           "of %zu nodes", key, n);
+            return -1;
+        }
+        double x;
+        if (PyBool_Check(value) || !(PyFloat_Check(value) || PyLong_Check(value) ||
+                                     PyArray_IsScalar(value, Floating) || PyArray_IsScalar(value, Integer))) {
+            PyErr_Format(PyExc_TypeError, "spread(): seeds[%lld] must be a real number, got %.100s",
+                         id, Py_TYPE(value)->tp_name);
+            return -1;
+        }
+        x = PyFloat_AsDouble(value);
+        if (x == -1.0 && PyErr_Occurred()) return -1;
+        (*ids)[i] = id;
+        (*values)[i] = x;
+        i++;
+    }
+    s->type = ENGRAM_SPREAD_SEEDS_SPARSE;
+    s->rows = 1;
+    s->count = (size_t)i;
+    s->ids = *ids;
+    s->values = *values;
+    return 0;
+}
+
+KERNEL_ENTRY(spread, ENGRAM_KERNEL_SPREAD)
+
+static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames, uint64_t *elements) {
+    (void)module;
+    static const char *const names[] = {"graph", "seeds", "max_depth", "decay", "threshold",
+                                        "normalize", "combine", "revisit", "out", "threads"};
+    static const char *const normalize_choices[] = {"none", "out", NULL};
+    static const char *const combine_choices[] = {"sum", "max", NULL};
+    PyObject *v[10];
+    if (parse_args("spread", args, nargs, kwnames, names, 10, 2, 2, v) < 0) return NULL;
+
+    PyObject *graph = NULL, *decay_owned = NULL, *result = NULL;
+    array_in seeds_in = {NULL, NULL};
+    int64_t *dict_ids = NULL;
+    double *dict_values = NULL;
+    spread_view view = {0};
+    engram_spread_seeds seeds = {0};
+    engram_spread_options opt = {
+        .max_depth = 4, .decay = 0.85, .threshold = 1e-4, .combine = ENGRAM_SPREAD_SUM,
+        .direction = spread_direction, .pull_fraction = spread_pull_fraction,
+        .parallel_hop_edges = spread_parallel_hop_edges,
+    };
+    int normalize = 0;
+
+    graph = spread_as_graph(v[0]);
+    if (graph == NULL) goto done;
+    if (v[2] && spread_parse_depth(v[2], &opt.max_depth) < 0) goto done;
+    if (v[3] && spread_parse_decay(v[3], opt.max_depth, &opt.decay, &opt.decay_per_hop,
+                                   &decay_owned) < 0)
+        goto done;
+    if (v[4] && parse_double("spread", "threshold", v[4], &opt.threshold) < 0) goto done;
+    if (v[5] && v[5] != Py_None &&
+        (normalize = parse_choice("spread", "normalize", v[5], normalize_choices)) < 0)
+        goto done;
+    if (v[6]) {
+        int c = parse_choice("spread", "combine", v[6], combine_choices);
+        if (c < 0) goto done;
+        opt.combine = (engram_spread_combine)c;
+    }
+    if (v[7] && spread_parse_bool("revisit", v[7], &opt.revisit) < 0) goto done;
+    if (v[9] && parse_threads("spread", v[9], &opt.threads) < 0) goto done;
+    if (spread_get_view(graph, normalize, spread_direction == ENGRAM_SPREAD_PULL, &view) < 0)
+        goto done;
+    const size_t n = view.g.n;
+
+    /* seeds */
+    int ndim = 1;
+    npy_intp shape[2] = {(npy_intp)n, (npy_intp)n};
+    if (PyDict_Check(v[1])) {
+        if (spread_parse_dict(v[1], n, &seeds, &dict_ids, &dict_values) < 0) goto done;
+    } else {
+        if (get_array("spread", "seeds", v[1], ACCEPT_FLOATS, 1, 2, &seeds_in) < 0) goto done;
+        PyArrayObject *a = seeds_in.arr;
+        ndim = PyArray_NDIM(a);
+        if ((size_t)PyArray_DIM(a, ndim - 1) != n) {
+            char expected[128];
+            snprintf(expected, sizeof expected, "of shape (%zu,) or (b, %zu) for a graph of %zu nodes",
+                     n, n, n);
+            raise_about_array(PyExc_ValueError, "spread", "seeds", expected, a);
+            goto done;
+        }
+        const npy_intp item = PyArray_ITEMSIZE(a);
+        if ((n > 1 && PyArray_STRIDE(a, ndim - 1) != item) ||
+            (ndim == 2 && PyArray_STRIDE(a, 0) % item != 0)) {
+            PyObject *copy = PyArray_NewCopy(a, NPY_CORDER);
+            if (copy == NULL) goto done;
+            Py_XSETREF(seeds_in.owned, copy);
+            seeds_in.arr = a = (PyArrayObject *)copy;
+        }
+        seeds.type = PyArray_TYPE(a) == NPY_FLOAT ? ENGRAM_SPREAD_SEEDS_F32 : ENGRAM_SPREAD_SEEDS_F64;
+        seeds.rows = ndim == 2 ? (size_t)PyArray_DIM(a, 0) : 1;
+        seeds.batch = ndim == 2;
+        seeds.data = PyArray_DATA(a);
+        seeds.row_stride = ndim == 2 ? PyArray_STRIDE(a, 0) / item : 0;
+        if (ndim == 2) shape[0] = PyArray_DIM(a, 0);
+        else shape[0] = (npy_intp)n;
+    }
+    if (ndim == 1) shape[0] = (npy_intp)n;
+    if (check_size("spread", "the output", seeds.rows, n, sizeof(float)) < 0) goto done;
+
+    /* out */
+    PyArrayObject *out;
+    if (v[8] && v[8] != Py_None) {
+        if (get_out("spread", v[8], NPY_FLOAT, ndim, shape, &out) < 0) goto done;
+        if (seeds_in.arr && check_no_overlap("spread", out, seeds_in.arr, "seeds", 1) < 0) goto done;
+        Py_INCREF(out);
+        opt.out_is_fresh = 0;
+    } else {
+        out = (PyArrayObject *)PyArray_EMPTY(ndim, shape, NPY_FLOAT, 0);
+        if (out == NULL) goto done;
+        opt.out_is_fresh = 1;
+    }
+    const ptrdiff_t out_stride = ndim == 2 ? PyArray_STRIDE(out, 0) / (npy_intp)sizeof(float) : 0;
+
+    engram_status status;
+    int wants_pull = 0;
+    uint64_t edges = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        engram_arena *arena = engram_arena_get();
+        if (arena == NULL) {
+            Py_DECREF(out);
+            PyErr_NoMemory();
+            goto done;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        status = engram_spread_run(arena, &view.g, &seeds, &opt, (float *)PyArray_DATA(out),
+                                   out_stride, &wants_pull, &edges);
+        engram_arena_reset(arena);
+        Py_END_ALLOW_THREADS
+        if (status != ENGRAM_OK || !wants_pull) break;
+        /* a hop wants to pull: build the layout (once per graph) and run again */
+        Py_CLEAR(view.arrays);
+        if (spread_get_view(graph, normalize, 1, &view) < 0 || view.g.pull == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_RuntimeError, "spread(): the graph gave no pull layout");
+            Py_DECREF(out);
+            goto done;
+        }
+    }
+    if (status != ENGRAM_OK) {
+        Py_DECREF(out);
+        raise_status(status);
+        goto done;
+    }
+    *elements = edges;
+    result = (PyObject *)out;
+done:
+    Py_XDECREF(graph);
+    Py_XDECREF(decay_owned);
+    Py_XDECREF(view.arrays);
+    array_in_release(&seeds_in);
+    PyMem_Free(dict_ids);
+    PyMem_Free(dict_values);
+    return result;
+}
+
+static int spread_csr_args(PyObject *indptr, PyObject *indices, PyObject *weights, Py_ssize_t n,
+                           engram_spread_graph *g) {
+    memset(g, 0, sizeof *g);
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "n must be >= 0");
+        return -1;
+    }
+    int type = PyArray_Check(indptr) ? PyArray_TYPE((PyArrayObject *)indptr) : -1;
+    if (type != NPY_INT32 && type != NPY_INT64) type = NPY_INT64;
+    g->n = (size_t)n;
+    g->index64 = type == NPY_INT64;
+    if (spread_buffer(indptr, "indptr", type, (npy_intp)n + 1, 0, &g->indptr) < 0) return -1;
+    g->nnz = (size_t)(g->index64 ? ((const int64_t *)g->indptr)[n] : ((const int32_t *)g->indptr)[n]);
+    if (spread_buffer(indices, "indices", type, (npy_intp)g->nnz, 0, &g->indices) < 0) return -1;
+    if (weights && weights != Py_None) {
+        g->weight_type = PyArray_Check(weights) && PyArray_TYPE((PyArrayObject *)weights) == NPY_FLOAT
+                             ? ENGRAM_SPREAD_F32 : ENGRAM_SPREAD_F64;
+        if (spread_buffer(weights, "weights", g->weight_type == ENGRAM_SPREAD_F32 ? NPY_FLOAT : NPY_DOUBLE,
+                          (npy_intp)g->nnz, 0, &g->weights) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* _spread_pull_plan(indptr, indices, n, window_rows, block_rows)
+ *   -> (row_node, node_row, row_degree, n_chunks, n_slots) */
+static PyObject *py_spread_pull_plan(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *indptr, *indices;
+    Py_ssize_t n, window_rows, block_rows;
+    if (!PyArg_ParseTuple(args, "OOnnn", &indptr, &indices, &n, &window_rows, &block_rows)) return NULL;
+    engram_spread_graph g;
+    if (spread_csr_args(indptr, indices, NULL, n, &g) < 0) return NULL;
+    if ((size_t)n > ENGRAM_SPREAD_PULL_MAX_NODES || window_rows < 0 || block_rows < 0) {
+        PyErr_Format(PyExc_ValueError, "the pull layout holds at most %zu nodes, got %zd",
+                     ENGRAM_SPREAD_PULL_MAX_NODES, n);
+        return NULL;
+    }
+    npy_intp dims_n = n, dims_rows = (n + ENGRAM_SPREAD_LANES - 1) / ENGRAM_SPREAD_LANES * ENGRAM_SPREAD_LANES;
+    PyObject *row_node = PyArray_EMPTY(1, &dims_n, NPY_INT32, 0);
+    PyObject *node_row = PyArray_EMPTY(1, &dims_n, NPY_INT32, 0);
+    PyObject *row_degree = PyArray_EMPTY(1, &dims_rows, NPY_UINT32, 0);
+    PyObject *result = NULL;
+    if (row_node && node_row && row_degree) {
+        engram_arena *arena = engram_arena_get();
+        engram_status status = ENGRAM_ERR_NOMEM;
+        size_t n_chunks = 0, n_slots = 0;
+        if (arena) {
+            Py_BEGIN_ALLOW_THREADS
+            status = engram_spread_pull_plan(arena, &g, (size_t)window_rows, (size_t)block_rows,
+                                             PyArray_DATA((PyArrayObject *)row_node),
+                                             PyArray_DATA((PyArrayObject *)node_row),
+                                             PyArray_DATA((PyArrayObject *)row_degree), &n_chunks, &n_slots);
+            engram_arena_reset(arena);
+            Py_END_ALLOW_THREADS
+        }
+        if (status == ENGRAM_OK)
+            result = Py_BuildValue("(OOOnn)", row_node, node_row, row_degree, (Py_ssize_t)n_chunks,
+                                   (Py_ssize_t)n_slots);
+        else
+            raise_status(status);
+    }
+    Py_XDECREF(row_node);
+    Py_XDECREF(node_row);
+    Py_XDECREF(row_degree);
+    return result;
+}
+
+/*
+ * _spread_pull_build(indptr, indices, weights, row_node, node_row, window_rows, block_rows,
+ *                    n_chunks, n_slots, with_chunks)
+ *   -> (chunk_length, chunk_offset, chunk_rows, block_chunks, window_slots, sources, weights)
+ * (the chunk arrays and sources are None unless with_chunks; weights None if unweighted)
+ */
+static PyObject *py_spread_pull_build(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *indptr, *indices, *weights, *row_node_obj, *node_row_obj;
+    Py_ssize_t window_rows, block_rows, n_chunks, n_slots;
+    int with_chunks;
+    if (!PyArg_ParseTuple(args, "OOOOOnnnnp", &indptr, &indices, &weights, &row_node_obj, &node_row_obj,
+                          &window_rows, &block_rows, &n_chunks, &n_slots, &with_chunks))
+        return NULL;
+    if (!PyArray_Check(node_row_obj) || window_rows < 0 || block_rows < 0 || n_chunks < 0 || n_slots < 0) {
+        PyErr_SetString(PyExc_ValueError, "bad pull layout arguments");
+        return NULL;
+    }
+    const Py_ssize_t n = PyArray_SIZE((PyArrayObject *)node_row_obj);
+    engram_spread_graph g;
+    const void *row_node, *node_row;
+    if (spread_csr_args(indptr, indices, weights, n, &g) < 0 ||
+        spread_buffer(row_node_obj, "row_node", NPY_INT32, n, 0, &row_node) < 0 ||
+        spread_buffer(node_row_obj, "node_row", NPY_INT32, n, 0, &node_row) < 0)
+        return NULL;
+    const size_t wr = window_rows < ENGRAM_SPREAD_LANES ? ENGRAM_SPREAD_LANES
+                                                        : (size_t)window_rows / ENGRAM_SPREAD_LANES * ENGRAM_SPREAD_LANES;
+    const npy_intp n_windows = (npy_intp)(((size_t)n + wr - 1) / wr);
+    const npy_intp n_blocks = block_rows ? (npy_intp)(((size_t)n + (size_t)block_rows - 1) / (size_t)block_rows) : 0;
+    npy_intp d_chunks = n_chunks, d_offsets = n_chunks + 1, d_lanes = n_chunks * ENGRAM_SPREAD_LANES,
+             d_blocks = n_blocks * (n_windows + 1), d_windows = n_windows + 1, d_slots = n_slots;
+    PyObject *out[7] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    int ok = 1;
+    if (with_chunks) {
+        out[0] = PyArray_EMPTY(1, &d_chunks, NPY_INT32, 0);
+        out[1] = PyArray_EMPTY(1, &d_offsets, NPY_INT64, 0);
+        out[5] = PyArray_EMPTY(1, &d_slots, NPY_INT32, 0);
+        ok = out[0] && out[1] && out[5];
+        if (block_rows) {
+            out[2] = PyArray_EMPTY(1, &d_lanes, NPY_INT32, 0);
+            out[3] = PyArray_EMPTY(1, &d_blocks, NPY_INT64, 0);
+            out[4] = PyArray_EMPTY(1, &d_windows, NPY_INT64, 0);
+            ok = ok && out[2] && out[3] && out[4];
+        }
+    }
+    if (ok && g.weights) {
+        out[6] = PyArray_EMPTY(1, &d_slots, g.weight_type == ENGRAM_SPREAD_F32 ? NPY_FLOAT : NPY_DOUBLE, 0);
+        ok = out[6] != NULL;
+    }
+    PyObject *result = NULL;
+    if (ok) {
+        void *data[7];
+        for (int i = 0; i < 7; i++) data[i] = out[i] ? PyArray_DATA((PyArrayObject *)out[i]) : NULL;
+        engram_arena *arena = engram_arena_get();
+        engram_status status = ENGRAM_ERR_NOMEM;
+        if (arena) {
+            Py_BEGIN_ALLOW_THREADS
+            status = engram_spread_pull_build(arena, &g, (size_t)window_rows, (size_t)block_rows,
+                                              row_node, node_row, data[0], data[1], data[2], data[3],
+                                              data[4], data[5], data[6]);
+            engram_arena_reset(arena);
+            Py_END_ALLOW_THREADS
+        }
+        if (status == ENGRAM_OK) {
+            result = PyTuple_New(7);
+            for (int i = 0; result && i < 7; i++) {
+                PyObject *item = out[i] ? out[i] : Py_None;
+                Py_INCREF(item);
+                PyTuple_SET_ITEM(result, i, item);
+            }
+        } else {
+            raise_status(status);
+        }
+    }
+    for (int i = 0; i < 7; i++) Py_XDECREF(out[i]);
+    return result;
+}
+
+static PyObject *py_spread_pull_max_nodes(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    return PyLong_FromSize_t(ENGRAM_SPREAD_PULL_MAX_NODES);
+}
+
+/*
+ * _spread_tuning(direction=None, pull_fraction=None, parallel_hop_edges=None)
+ *   -> the three settings before.
+ * direction "auto" | "push" | "pull" forces every hop of later calls (tests
+ * compare them); the others move the automatic choices (measurements, tests).
+ */
+static PyObject *py_spread_tuning(PyObject *module, PyObject *args) {
+    (void)module;
+    static const char *const directions[] = {"auto", "push", "pull", NULL};
+    PyObject *direction = Py_None, *fraction = Py_None, *hop_edges = Py_None;
+    if (!PyArg_ParseTuple(args, "|OOO", &direction, &fraction, &hop_edges)) return NULL;
+    PyObject *previous = Py_BuildValue("(sdn)", directions[spread_direction], spread_pull_fraction,
+                                       (Py_ssize_t)spread_parallel_hop_edges);
+    if (previous == NULL) return NULL;
+    int d = spread_direction;
+    double f = spread_pull_fraction;
+    Py_ssize_t e = (Py_ssize_t)spread_parallel_hop_edges;
+    if ((direction != Py_None &&
+         (d = parse_choice("_spread_tuning", "direction", direction, directions)) < 0) ||
+        (fraction != Py_None && parse_double("_spread_tuning", "pull_fraction", fraction, &f) < 0) ||
+        (hop_edges != Py_None && (e = PyNumber_AsSsize_t(hop_edges, PyExc_OverflowError)) == -1 &&
+         PyErr_Occurred())) {
+        Py_DECREF(previous);
+        return NULL;
+    }
+    if (!(f >= 0) || e < 0) {
+        Py_DECREF(previous);
+        PyErr_SetString(PyExc_ValueError, "_spread_tuning(): pull_fraction and parallel_hop_edges "
+                                          "must be >= 0");
+        return NULL;
+    }
+    spread_direction = d;
+    spread_pull_fraction = f;
+    spread_parallel_hop_edges = (size_t)e;
+    return previous;
+}
+
 /* ==== end spread ==== */
 
 /* ==== decay ==== */
@@ -1819,6 +2424,23 @@ static PyMethodDef core_methods[] = {
      "_decay_repeat(strength, age, stability, out, repeats): the float32 exponential kernel "
      "`repeats` times (benchmark hook)."},
     /* end decay */
+    /* spread */
+    {"spread", (PyCFunction)(void (*)(void))py_spread, FASTCALL_KW,
+     "spread(graph, seeds, *, max_depth=4, decay=0.85, threshold=1e-4, normalize='none', "
+     "combine='sum', revisit=False, out=None, threads=None)\n--\n\n"
+     "Spread activation from seeds over a weighted directed graph; float32 totals.\n\n"
+     "graph: engram.Graph, a scipy.sparse matrix or (indptr, indices[, weights]).\n"
+     "seeds: (n,) or (b, n) float32/float64, finite and >= 0, or a dict {node: value}.\n"
+     "Each hop k sends decay_k * w(u, v) * pulse[u] (w / out-weight of u with\n"
+     "normalize='out') along the out-edges of the frontier; a node whose incoming\n"
+     "pulse is > 0 and >= threshold fires (once, unless revisit) and adds it to its\n"
+     "total ('sum') or keeps the larger ('max').  decay is a factor in (0, 1] or\n"
+     "max_depth of them.  Returns the totals, (n,) or (b, n) float32."},
+    {"_spread_pull_plan", py_spread_pull_plan, METH_VARARGS, NULL},
+    {"_spread_pull_build", py_spread_pull_build, METH_VARARGS, NULL},
+    {"_spread_pull_max_nodes", py_spread_pull_max_nodes, METH_NOARGS, NULL},
+    {"_spread_tuning", py_spread_tuning, METH_VARARGS, NULL},
+    /* end spread */
     /* ==== end kernel methods ==== */
     {"simd_info", py_simd_info, METH_NOARGS,
      "simd_info()\n--\n\nSIMD levels detected on this CPU, compiled into this build, and active."},

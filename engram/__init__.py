@@ -120,8 +120,7 @@ for _name in KERNEL_NAMES:
         globals()[_name] = _fn
 del _name, _fn
 
-if hasattr(_reference, "Graph"):
-    from ._reference import Graph  # noqa: E402  (validated wrapper shared by both backends)
+from .graph import Graph  # noqa: E402  (validated wrapper shared by both backends)
 
 # --------------------------------------------------------------------------
 # SIMD levels

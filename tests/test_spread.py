@@ -1,0 +1,558 @@
+"""spread() and Graph: the C kernel against the float64 reference on every SIMD level.
+
+Differential tests draw graphs with self-loops, repeated edges, cycles,
+dangling nodes and disconnected parts, every option, seeds dense, as a
+dict and as batches; thresholds are kept clear of every pulse of the
+reference run (strategies.spread_cases), so the float32 result must be
+within 1e-5 relative (1e-7 absolute) of the reference.  Closed forms, a
+personalised-PageRank oracle and exact equalities (batch vs row by row,
+threads vs one thread) pin the semantics down further.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import engram
+from engram import _cases as rows
+from engram import _reference as ref
+
+from strategies import spread_cases, spread_options
+
+TOL = 1e-5
+
+pytestmark = pytest.mark.usefixtures("c_backend")
+
+fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@contextlib.contextmanager
+def tuning(direction=None, pull_fraction=None, parallel_hop_edges=None):
+    """Force the kernel's direction choices for the duration of a block."""
+    before = engram._core._spread_tuning(direction, pull_fraction, parallel_hop_edges)
+    try:
+        yield
+    finally:
+        engram._core._spread_tuning(*before)
+
+
+@pytest.fixture(params=["unblocked", "blocked"])
+def pull_layout(request, monkeypatch):
+    """Graphs made in the test pull unblocked, or in source blocks of a few rows
+    (the layout large graphs get, at sizes small graphs reach)."""
+    import engram.graph
+
+    if request.param == "blocked":
+        monkeypatch.setattr(engram.graph, "_PULL_BLOCKED_FROM", 0)
+        monkeypatch.setattr(engram.graph, "_PULL_BLOCK_ROWS", 24)
+        monkeypatch.setattr(engram.graph, "_PULL_WINDOW_ROWS", 40)
+    return request.param
+
+
+def assert_close(got, expected, what=""):
+    err = rows.spread_error(got, expected)
+    assert err <= TOL, f"{what}: error {err:.3g} > {TOL} (relative, 1e-7 absolute floor)"
+
+
+def dense(seeds, n):
+    if isinstance(seeds, dict):
+        d = np.zeros(n)
+        for k, v in seeds.items():
+            d[k] = v
+        return d
+    return seeds
+
+
+# ---------------------------------------------------------------------------
+# Differential: every SIMD level, every direction, every option
+# ---------------------------------------------------------------------------
+
+
+@settings(max_examples=max(200, settings.default.max_examples),
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=spread_cases())
+def test_matches_reference_every_direction(simd_level, pull_layout, case):
+    graph, seeds, kwargs = case
+    expected = ref.spread(graph, seeds, **kwargs)
+    for direction in ("auto", "push", "pull"):
+        with tuning(direction):
+            got = engram.spread(graph, seeds, **kwargs)
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        assert_close(got, expected, f"{simd_level} {direction}")
+
+
+@settings(max_examples=max(25, settings.default.max_examples // 10),
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(4000, 12000),
+    degree=st.floats(0.5, 8.0),
+    seed=st.integers(0, 2**32 - 1),
+    density=st.sampled_from([1e-4, 0.01, 0.3, 1.0]),
+    weights=st.sampled_from(["none", "f32", "f64"]),
+    kwargs=spread_options(max_depth=6),
+)
+def test_large_graphs_many_windows(simd_level, pull_layout, n, degree, seed, density, weights, kwargs):
+    """Graphs of thousands of nodes: several row windows of the pull layout, both directions."""
+    rng = np.random.default_rng(seed)
+    g = engram.Graph(*rows.spread_graph_arrays(rng, n, int(n * degree), weights=weights,
+                                               components=int(rng.integers(1, 4)), dangling=0.1))
+    seeds = rows.spread_seed_values(rng, 1, n, density, kwargs["threshold"], np.float32)[0]
+    kwargs = rows.spread_clear_threshold(rng, g, seeds, kwargs)
+    expected = ref.spread(g, seeds, **kwargs)
+    for direction in ("auto", "push", "pull"):
+        with tuning(direction):
+            assert_close(engram.spread(g, seeds, **kwargs), expected, f"{simd_level} {direction}")
+
+
+@fixture_ok
+@given(case=spread_cases(max_nodes=60), fraction=st.floats(0.0, 1.0))
+def test_switching_directions_mid_run(simd_level, case, fraction):
+    """Any crossover: runs that go push -> pull -> push agree with the reference."""
+    graph, seeds, kwargs = case
+    expected = ref.spread(graph, seeds, **kwargs)
+    with tuning("auto", pull_fraction=fraction):
+        got = engram.spread(graph, seeds, **kwargs)
+    assert_close(got, expected, f"{simd_level} pull_fraction={fraction}")
+
+
+@fixture_ok
+@given(case=spread_cases(max_nodes=40, batch=False))
+def test_push_equals_pull(simd_level, pull_layout, case):
+    graph, seeds, kwargs = case
+    with tuning("push"):
+        pushed = engram.spread(graph, seeds, **kwargs)
+    with tuning("pull"):
+        pulled = engram.spread(graph, seeds, **kwargs)
+    assert_close(pulled, pushed, f"{simd_level} push vs pull")
+
+
+def test_registry_random_cases_pass(simd_level):
+    """The report's random cases (engram._cases) hold the tolerance on this level."""
+    from engram._kernels import KERNELS
+
+    kernel = KERNELS["spread"]
+    rng = np.random.default_rng(20240611)
+    for _ in range(40):
+        case = kernel.random_case(rng)
+        expected = kernel.reference(*case.args, **case.kwargs)
+        got = engram.spread(*case.args, **case.kwargs)
+        assert kernel.error(got, expected, case) <= kernel.tolerance(case), case.label
+    for case in kernel.edge_cases():
+        expected = kernel.reference(*case.args, **case.kwargs)
+        got = engram.spread(*case.args, **case.kwargs)
+        assert kernel.error(got, expected, case) <= kernel.tolerance(case), case.label
+
+
+# ---------------------------------------------------------------------------
+# Closed forms
+# ---------------------------------------------------------------------------
+
+
+def cycle_graph(n, w, dtype=np.float64):
+    return engram.Graph(np.arange(n + 1), (np.arange(n) + 1) % n, np.full(n, w, dtype))
+
+
+@pytest.mark.parametrize("direction", ["push", "pull"])
+@pytest.mark.parametrize("n", [1, 2, 5, 9, 17])
+def test_cycle_fires_each_node_once(simd_level, direction, n):
+    """revisit=False: around a directed cycle each node fires once, node k with (d w)^k."""
+    d, w = 0.9, 0.8
+    g = cycle_graph(n, w)
+    with tuning(direction):
+        got = engram.spread(g, {0: 1.0}, max_depth=3 * n + 2, decay=d, threshold=0.0)
+    expected = (d * w) ** np.arange(n)
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("direction", ["push", "pull"])
+def test_cycle_with_revisit_goes_around(simd_level, direction):
+    """revisit=True: node k collects (d w)^j for every hop j = k (mod n) up to max_depth."""
+    n, d, w, depth = 4, 0.9, 0.7, 11
+    g = cycle_graph(n, w)
+    with tuning(direction):
+        got = engram.spread(g, np.eye(n)[0], max_depth=depth, decay=d, threshold=0.0, revisit=True)
+    expected = np.zeros(n)
+    for j in range(depth + 1):
+        expected[j % n] += (d * w) ** j
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("direction", ["push", "pull"])
+def test_chain_with_decay_per_hop(simd_level, direction):
+    """A chain: node k gets prod(weights[:k]) * prod(decay[:k]); the threshold stops it."""
+    weights = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    n = weights.size + 1
+    g = engram.Graph(np.r_[np.arange(n), n - 1], np.arange(1, n), weights)
+    decay = np.array([1.0, 0.5, 0.25, 0.9, 0.8, 0.7])  # a per-hop profile
+    with tuning(direction):
+        got = engram.spread(g, {0: 2.0}, max_depth=6, decay=decay, threshold=0.0)
+        cut = engram.spread(g, {0: 2.0}, max_depth=6, decay=decay, threshold=0.05)
+    expected = 2.0 * np.r_[1.0, np.cumprod(weights * decay)]
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-6)
+    # below the threshold a node does not fire and the pulse stops there
+    stop = np.argmax(expected < 0.05)
+    np.testing.assert_allclose(cut[:stop], expected[:stop].astype(np.float32), rtol=1e-6)
+    assert np.all(cut[stop:] == 0)
+    # a shorter max_depth truncates the chain
+    with tuning(direction):
+        short = engram.spread(g, {0: 2.0}, max_depth=2, decay=decay[:2], threshold=0.0)
+    np.testing.assert_allclose(short[:3], expected[:3].astype(np.float32), rtol=1e-6)
+    assert np.all(short[3:] == 0)
+
+
+@pytest.mark.parametrize("direction", ["push", "pull"])
+def test_diamond_max_and_sum(simd_level, direction):
+    """0 -> {1, 2} -> 3: 'max' keeps the stronger path into 3, 'sum' adds both."""
+    g = engram.Graph(np.array([0, 2, 3, 4, 4]), np.array([1, 2, 3, 3]),
+                     np.array([0.5, 0.8, 1.0, 0.5], np.float32))
+    d = 0.85
+    with tuning(direction):
+        mx = engram.spread(g, {0: 1.0}, decay=d, threshold=0.0, combine="max")
+        sm = engram.spread(g, {0: 1.0}, decay=d, threshold=0.0, combine="sum")
+    np.testing.assert_allclose(mx, np.float32([1, 0.5 * d, 0.8 * d, max(0.5, 0.4) * d * d]), rtol=1e-6)
+    np.testing.assert_allclose(sm, np.float32([1, 0.5 * d, 0.8 * d, 0.9 * d * d]), rtol=1e-6)
+    # a seed on 3 fires at hop 0: without revisit it keeps its seed; with it,
+    # max keeps the larger of seed and pulse, sum adds them
+    with tuning(direction):
+        once = engram.spread(g, {0: 1.0, 3: 0.3}, decay=d, threshold=0.0, combine="max")
+        mx3 = engram.spread(g, {0: 1.0, 3: 0.3}, decay=d, threshold=0.0, combine="max", revisit=True)
+        sm3 = engram.spread(g, {0: 1.0, 3: 0.3}, decay=d, threshold=0.0, combine="sum", revisit=True)
+    assert once[3] == np.float32(0.3)
+    assert mx3[3] == np.float32(max(0.3, 0.5 * d * d))
+    np.testing.assert_allclose(sm3[3], np.float32(0.3 + 0.9 * d * d), rtol=1e-6)
+
+
+@pytest.mark.parametrize("direction", ["push", "pull"])
+def test_pulse_equal_to_threshold_fires(simd_level, direction):
+    """x >= threshold fires, x < threshold does not (dyadic values: exact in any order)."""
+    g = engram.Graph(np.array([0, 2, 3, 3, 3]), np.array([1, 2, 3, 3]), np.array([0.5, 0.25, 0.5, 0.5]))
+    with tuning(direction):
+        got = engram.spread(g, {0: 1.0}, decay=0.5, threshold=0.25)
+        below = engram.spread(g, {0: 1.0}, decay=0.5, threshold=0.25 + 2**-40)
+    # node 1 receives 0.5 * 0.5 = 0.25 and fires; node 2 gets 0.125 and stays
+    assert got.tolist() == [1.0, 0.25, 0.0, 0.0]
+    assert below.tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_seed_equal_to_threshold_fires(simd_level):
+    """The hop-0 frontier compares float32 seeds with the float64 threshold exactly."""
+    g = engram.Graph(np.array([0, 1, 1]), np.array([1]), np.array([1.0]))
+    s32 = np.array([0.1, 0.0], np.float32)
+    at = float(s32[0])
+    assert engram.spread(g, s32, threshold=at, decay=1.0)[1] == s32[0]
+    assert engram.spread(g, s32, threshold=np.nextafter(at, 1.0), decay=1.0)[1] == 0
+    assert engram.spread(g, s32, threshold=0.1, decay=1.0)[1] == s32[0]  # 0.1f > 0.1
+    s64 = np.array([0.1, 0.0])
+    assert engram.spread(g, s64, threshold=0.1, decay=1.0)[1] == np.float32(0.1)
+    assert engram.spread(g, s64, threshold=np.nextafter(0.1, 1.0), decay=1.0)[1] == 0
+    assert engram.spread(g, {0: 0.1}, threshold=np.nextafter(0.1, 1.0), decay=1.0)[1] == 0
+
+
+def test_normalize_out_divides_by_out_weight(simd_level):
+    g = engram.Graph(np.array([0, 3, 3, 3, 3]), np.array([1, 2, 3]), np.array([1.0, 2.0, 5.0]))
+    got = engram.spread(g, {0: 1.0}, decay=1.0, threshold=0.0, normalize="out", max_depth=1)
+    np.testing.assert_allclose(got, np.float32([1, 0.125, 0.25, 0.625]), rtol=1e-7)
+
+
+def test_zero_out_weight_sends_nothing(simd_level):
+    """A node whose out-edges all weigh 0 has no out-weight to normalise by: it passes nothing on."""
+    g = engram.Graph(np.array([0, 2, 2, 2]), np.array([1, 2]), np.zeros(2))
+    for normalize in ("none", "out"):
+        got = engram.spread(g, {0: 1.0}, threshold=0.0, normalize=normalize)
+        assert np.array_equal(got, np.float32([1, 0, 0]))
+
+
+# ---------------------------------------------------------------------------
+# Oracle: personalised PageRank
+# ---------------------------------------------------------------------------
+
+
+def pagerank(indptr, indices, weights, reset, d, tol=1e-15):
+    """pi = (1 - d) reset + d P^T pi by power iteration, float64 (P row-normalised)."""
+    n = indptr.size - 1
+    src = np.repeat(np.arange(n), np.diff(indptr))
+    w = weights / np.bincount(src, weights=weights, minlength=n)[src]
+    pi = reset.copy()
+    for _ in range(10_000):
+        nxt = np.zeros(n)
+        np.add.at(nxt, indices, d * w * pi[src])
+        nxt += (1 - d) * reset
+        if np.max(np.abs(nxt - pi)) < tol:
+            return nxt
+        pi = nxt
+    raise AssertionError("power iteration did not converge")
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("direction", ["auto", "pull"])
+def test_personalised_pagerank(simd_level, pull_layout, seed, direction):
+    rng = np.random.default_rng(seed)
+    n, m, d = 200, 1000, 0.85
+    # a cycle through every node: no dangling nodes, every node reachable
+    indptr, indices, weights = rows.spread_graph_arrays(
+        rng, n, m, cycle=True, weights="f64" if seed % 2 else "f32")
+    reset = np.zeros(n)
+    reset[rng.choice(n, 5, replace=False)] = rng.random(5)
+    reset /= reset.sum()
+    with tuning(direction):
+        total = engram.spread((indptr, indices, weights), reset, max_depth=250, decay=d,
+                              threshold=0.0, normalize="out", revisit=True)
+    pi = pagerank(indptr, indices, weights.astype(np.float64), reset, d)
+    assert_close((1 - d) * total.astype(np.float64), pi, "personalised PageRank")
+
+
+# ---------------------------------------------------------------------------
+# Batches and threads: exact equality
+# ---------------------------------------------------------------------------
+
+
+@fixture_ok
+@given(case=spread_cases(max_nodes=60))
+def test_batch_equals_row_by_row(simd_level, case):
+    graph, seeds, kwargs = case
+    if isinstance(seeds, dict) or np.ndim(seeds) == 1:
+        n = engram.Graph._coerce(graph).n
+        seeds = np.stack([dense(seeds, n), dense(seeds, n)[::-1].copy()]).astype(np.float64)
+    batch = engram.spread(graph, seeds, **kwargs)
+    for i, row in enumerate(seeds):
+        np.testing.assert_array_equal(batch[i], engram.spread(graph, row, **kwargs))
+
+
+@pytest.mark.parametrize("direction", ["auto", "push", "pull"])
+def test_threads_equal_single_thread(simd_level, pull_layout, direction):
+    rng = np.random.default_rng(7)
+    n = 3000
+    indptr, indices, weights = rows.spread_graph_arrays(rng, n, 30_000, weights="f32", cycle=True)
+    g = engram.Graph(indptr, indices, weights)
+    seeds = rows.spread_seed_values(rng, 24, n, 0.002, 1e-4, np.float32)
+    kwargs = dict(max_depth=6, threshold=1e-5, normalize="out")
+    with tuning(direction):
+        one = engram.spread(g, seeds, threads=1, **kwargs)
+        for threads in (2, 3, 8):
+            np.testing.assert_array_equal(engram.spread(g, seeds, threads=threads, **kwargs), one)
+
+
+@pytest.mark.parametrize("revisit", [False, True])
+def test_single_row_hops_shared_by_threads_are_exact(simd_level, pull_layout, revisit):
+    """One row's dense hops split across threads give the same bits as one thread."""
+    rng = np.random.default_rng(11)
+    n = 5000
+    indptr, indices, weights = rows.spread_graph_arrays(rng, n, 50_000, weights="f64", cycle=True)
+    g = engram.Graph(indptr, indices, weights)
+    seeds = rng.random(n)
+    kwargs = dict(max_depth=8, threshold=1e-3, normalize="out", revisit=revisit)
+    with tuning("pull", parallel_hop_edges=0):
+        one = engram.spread(g, seeds, threads=1, **kwargs)
+        for threads in (2, 3, 7):
+            np.testing.assert_array_equal(engram.spread(g, seeds, threads=threads, **kwargs), one)
+    assert_close(one, ref.spread(g, seeds, **kwargs), "threaded hops vs reference")
+
+
+def test_concurrent_calls_share_one_graph():
+    """Python threads spreading on one Graph (the first builds its pull layout) agree."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    g = engram.Graph(*rows.spread_graph_arrays(rng, n, 40_000, weights="f32"))
+    seeds = [rng.random(n).astype(np.float32) for _ in range(8)]
+    kwargs = dict(max_depth=5, threshold=1e-3, normalize="out", revisit=True)
+    results = [None] * len(seeds)
+
+    def work(i):
+        results[i] = engram.spread(g, seeds[i], **kwargs)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(seeds))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s, r in zip(seeds, results):
+        np.testing.assert_array_equal(r, engram.spread(g, s, **kwargs))
+
+
+# ---------------------------------------------------------------------------
+# Inputs: graph forms, seed forms, out=, edge sizes
+# ---------------------------------------------------------------------------
+
+
+def test_graph_forms_agree():
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(5)
+    indptr, indices, weights = rows.spread_graph_arrays(rng, 50, 200, weights="f64",
+                                                        multi_edges=False)
+    mat = sp.csr_matrix((weights, indices, indptr), shape=(50, 50))
+    mat.sum_duplicates()
+    seeds = rng.random(50)
+    kwargs = dict(max_depth=5, threshold=1e-3, normalize="out", combine="max")
+    base = engram.spread(engram.Graph(mat), seeds, **kwargs)
+    for form in (mat, mat.tocsc(), mat.tocoo(), (mat.indptr, mat.indices, mat.data),
+                 (mat.indptr.astype(np.int64), mat.indices.astype(np.int64), mat.data, 50),
+                 (mat.indptr, mat.indices.astype(np.int32), mat.data.astype(np.float32))):
+        assert_close(engram.spread(form, seeds, **kwargs), base, type(form).__name__)
+
+
+def test_coo_keeps_repeated_entries_as_edges():
+    """Repeated COO entries are parallel edges: 'max' sees each, 'sum' adds them."""
+    sp = pytest.importorskip("scipy.sparse")
+    coo = sp.coo_matrix((np.array([0.3, 0.4]), (np.array([0, 0]), np.array([1, 1]))), shape=(2, 2))
+    g = engram.Graph(coo)
+    assert g.nnz == 2
+    assert engram.spread(g, {0: 1.0}, decay=1.0, threshold=0, combine="max")[1] == np.float32(0.4)
+    assert engram.spread(g, {0: 1.0}, decay=1.0, threshold=0, combine="sum")[1] == np.float32(0.7)
+
+
+def test_graph_shares_arrays():
+    indptr = np.array([0, 1, 2], np.int32)
+    indices = np.array([1, 0], np.int32)
+    weights = np.array([0.5, 0.25], np.float32)
+    g = engram.Graph(indptr, indices, weights)
+    assert np.shares_memory(g.indptr, indptr) and np.shares_memory(g.indices, indices)
+    assert np.shares_memory(g.weights, weights)
+    assert g.n == 2 and g.nnz == 2
+    np.testing.assert_array_equal(g.out_weight(), [0.5, 0.25])
+    assert "n=2" in repr(g)
+
+
+def test_pull_layout_is_built_once_and_only_when_needed():
+    rng = np.random.default_rng(2)
+    g = engram.Graph(*rows.spread_graph_arrays(rng, 500, 3000, weights="f32"))
+    with tuning("push"):
+        engram.spread(g, {0: 1.0})
+    assert "pull_plan" not in g._cache
+    with tuning("pull"):
+        engram.spread(g, {0: 1.0}, normalize="out")
+    plan = g._cache["pull_plan"]
+    engram.spread(g, rng.random(500), normalize="out", threshold=0)
+    assert g._cache["pull_plan"] is plan
+
+
+def test_dict_seeds_equal_dense():
+    rng = np.random.default_rng(9)
+    g = engram.Graph(*rows.spread_graph_arrays(rng, 40, 160, weights="f64"))
+    d = {3: 1.0, 17: 0.5, 39: 2.0, 0: 0.0}
+    for direction in ("push", "pull"):
+        with tuning(direction):
+            np.testing.assert_array_equal(
+                engram.spread(g, d, threshold=1e-3), engram.spread(g, dense(d, 40), threshold=1e-3))
+    assert np.array_equal(engram.spread(g, {}), np.zeros(40, np.float32))
+    assert engram.spread(g, {np.int64(3): np.float32(1.0)})[3] == 1.0
+
+
+def test_out_and_in_place():
+    rng = np.random.default_rng(4)
+    g = engram.Graph(*rows.spread_graph_arrays(rng, 30, 90, weights="f32"))
+    seeds = rng.random((3, 30)).astype(np.float32)
+    expected = engram.spread(g, seeds, threshold=1e-3)
+    out = np.full((3, 30), -1.0, np.float32)
+    assert engram.spread(g, seeds, threshold=1e-3, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    inplace = seeds.copy()
+    assert engram.spread(g, inplace, threshold=1e-3, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, expected)
+    # rows of a wider array, and reversed rows
+    wide = np.zeros((3, 40), np.float32)
+    engram.spread(g, seeds, threshold=1e-3, out=wide[:, :30])
+    np.testing.assert_array_equal(wide[:, :30], expected)
+    np.testing.assert_array_equal(engram.spread(g, seeds[::-1], threshold=1e-3), expected[::-1])
+    # strided seeds (a column step) are copied once
+    np.testing.assert_array_equal(engram.spread(g, np.repeat(seeds, 2, axis=1)[:, ::2],
+                                                threshold=1e-3), expected)
+
+
+def test_empty_and_single_node():
+    empty = engram.Graph(np.zeros(1, np.int64), np.zeros(0, np.int64))
+    assert engram.spread(empty, np.zeros(0)).shape == (0,)
+    assert engram.spread(empty, np.zeros((4, 0), np.float32)).shape == (4, 0)
+    assert engram.spread(empty, {}).shape == (0,)
+    one = engram.Graph(np.array([0, 1]), np.array([0]), np.array([0.5]))
+    for direction in ("push", "pull"):
+        with tuning(direction):
+            assert engram.spread(one, np.array([2.0]), threshold=0)[0] == 2.0
+            got = engram.spread(one, np.array([2.0]), threshold=0, revisit=True, max_depth=3)
+            assert got[0] == np.float32(2.0 * (1 + 0.425 + 0.425**2 + 0.425**3))
+    g = engram.Graph(np.array([0, 0]), np.zeros(0, np.int64))
+    assert engram.spread(g, np.zeros((0, 1))).shape == (0, 1)
+    assert engram.spread(g, np.array([1.0]), max_depth=0)[0] == 1.0
+
+
+def test_float64_seeds_round_to_float32():
+    g = engram.Graph(np.array([0, 0, 0]), np.zeros(0, np.int64))
+    s = np.array([1 + 2**-30, 1e-50])
+    np.testing.assert_array_equal(engram.spread(g, s), s.astype(np.float32))
+
+
+def test_reference_backend_switch():
+    rng = np.random.default_rng(6)
+    g = engram.Graph(*rows.spread_graph_arrays(rng, 30, 100, weights="f32"))
+    s = rng.random(30)
+    with engram.backend("reference"):
+        r = engram.spread(g, s, normalize="out", threshold=1e-3)
+    np.testing.assert_array_equal(r, ref.spread(g, s, normalize="out", threshold=1e-3))
+
+
+def test_large_graph_overflows_arena_to_heap():
+    """Scratch of a big graph does not fit the default arena: it comes from the heap, counted."""
+    rng = np.random.default_rng(8)
+    n = 200_000
+    g = engram.Graph(*rows.spread_graph_arrays(rng, n, 400_000, weights="f32"))
+    engram.arena.reset_stats()
+    got = engram.spread(g, {0: 1.0, 5: 1.0}, threads=1)
+    assert engram.arena.stats()["total"]["overflows"] > 0
+    assert got[0] == 1.0
+
+
+def test_arena_raise_policy_leaves_out_untouched():
+    rng = np.random.default_rng(8)
+    n = 100_000
+    g = engram.Graph(*rows.spread_graph_arrays(rng, n, 200_000, weights="f32"))
+    out = np.full(n, 7.0, np.float32)
+    config = engram.arena.config()
+    engram.arena.configure(size="64K", overflow="raise")
+    try:
+        with pytest.raises(MemoryError):
+            engram.spread(g, {0: 1.0}, out=out, threads=1)
+    finally:
+        engram.arena.configure(size=config["size"], overflow=config["overflow"])
+        engram.spread(g, {0: 1.0})  # the next call resets the arena to its size
+    assert np.all(out == 7.0)
+
+
+def test_reference_backend_rejects_the_same_bad_inputs():
+    """Rolled back to the reference, every bad input of the table still raises the same way."""
+    import test_bad_input
+
+    rows_checked = 0
+    for case_id, build, exc, words in test_bad_input.CASES:
+        if not case_id.startswith(("spread-", "graph-")):
+            continue
+        fn, args, kwargs, guarded = build()
+        before = [np.array(a, copy=True) for a in guarded]
+        with engram.backend("reference"), pytest.raises(exc) as info:
+            fn(*args, **kwargs)
+        for word in words:
+            assert word in str(info.value), f"{case_id}: {word!r} not in {str(info.value)!r}"
+        for a, b in zip(guarded, before):
+            assert a.tobytes() == b.tobytes(), case_id
+        rows_checked += 1
+    assert rows_checked > 50
+
+
+@pytest.mark.parametrize("direction", ["auto", "pull"])
+def test_graph_past_the_blocking_size(simd_level, direction):
+    """A graph just large enough for the default blocked layout (several source blocks)."""
+    import engram.graph
+
+    rng = np.random.default_rng(12)
+    n = engram.graph._PULL_BLOCKED_FROM + 5000
+    g = engram.Graph(*rows.spread_graph_arrays(rng, n, 2 * n, weights="f32", multi_edges=False))
+    seeds = rng.random(n).astype(np.float32)
+    kwargs = dict(max_depth=3, threshold=0.0, normalize="out", revisit=True)
+    expected = ref.spread(g, seeds, **kwargs)
+    with tuning(direction):
+        got = engram.spread(g, seeds, threads=2, **kwargs)
+    assert g._pull_sizes()[1] > 0 and len(g._cache["pull_raw"][3]) > 2 * (n // 4096)
+    assert_close(got, expected, f"{simd_level} {direction}")
