@@ -1135,3 +1135,92 @@ register_workload(Workload(
 ))
 
 # ==== end decay ====
+
+# ==== regress ====
+# Instruction counts under callgrind (python -m engram regress): small fixed
+# inputs, one thread, one row per hot path of each kernel.
+
+from ._kernels import RegressCase, aligned, register_regress  # noqa: E402
+
+
+def _regress_rows(seed, *shape, dtype=np.float32):
+    return aligned(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
+
+
+def _regress_graph(n=1000, m=5000, seed=7):
+    import engram
+
+    rng = np.random.default_rng(seed)
+    src = np.sort(rng.integers(0, n, m))
+    indptr = np.searchsorted(src, np.arange(n + 1)).astype(np.int64)
+    return engram.Graph(indptr, rng.integers(0, n, m).astype(np.int32),
+                        rng.uniform(0.1, 1.0, m).astype(np.float32), n=n)
+
+
+def _regress_engram():
+    import engram
+
+    return engram
+
+
+for _row in [
+    RegressCase("cosine-pair-768", "cosine_similarity",
+                lambda: {"a": _regress_rows(1, 768), "b": _regress_rows(2, 768)},
+                lambda s: call(_regress_engram().cosine_similarity, s["a"], s["b"]), repeat=200,
+                title="one 768-d float32 pair"),
+    RegressCase("cosine-1x2000x768", "cosine_similarity",
+                lambda: {"q": _regress_rows(3, 768), "c": _regress_rows(4, 2000, 768)},
+                lambda s: call(_regress_engram().cosine_similarity, s["q"], s["c"], threads=1), repeat=5,
+                title="one query against 2,000 x 768 float32"),
+    RegressCase("cosine-64x512x384", "cosine_similarity",
+                lambda: {"x": _regress_rows(5, 64, 384), "y": _regress_rows(6, 512, 384)},
+                lambda s: call(_regress_engram().cosine_similarity, s["x"], s["y"], threads=1), repeat=5,
+                title="64 x 512 cosines of 384-d float32 rows"),
+    RegressCase("cosine-f64-32x256x128", "cosine_similarity",
+                lambda: {"x": _regress_rows(7, 32, 128, dtype=np.float64),
+                         "y": _regress_rows(8, 256, 128, dtype=np.float64)},
+                lambda s: call(_regress_engram().cosine_similarity, s["x"], s["y"], threads=1), repeat=5,
+                title="32 x 256 cosines of 128-d float64 rows"),
+    RegressCase("normalize-256x768", "normalize",
+                lambda: {"x": _regress_rows(9, 256, 768)},
+                lambda s: call(_regress_engram().normalize, s["x"]), repeat=5,
+                title="256 rows of 768 float32"),
+    RegressCase("top_k-8x4000x384-k10", "top_k",
+                lambda: {"q": _regress_rows(10, 8, 384), "c": _regress_rows(11, 4000, 384)},
+                lambda s: call(_regress_engram().top_k, s["q"], s["c"], 10, threads=1), repeat=3,
+                title="top 10 of 4,000 x 384 float32 for 8 queries"),
+    RegressCase("spread-1000x5000-100hops", "spread",
+                lambda: {"g": _regress_graph(), "seeds": {0: 1.0, 17: 0.5}},
+                lambda s: call(_regress_engram().spread, s["g"], s["seeds"], max_depth=100, threshold=0.0,
+                               normalize="out", revisit=True, threads=1), repeat=3,
+                title="the original report's graph: 1,000 nodes, 5,000 edges, 100 hops"),
+    RegressCase("spread-1000x5000-depth4", "spread",
+                lambda: {"g": _regress_graph(), "seeds": {3: 1.0}},
+                lambda s: call(_regress_engram().spread, s["g"], s["seeds"], threads=1), repeat=10,
+                title="one seed, 4 hops with the default threshold"),
+    RegressCase("decay-exp-f32-10000", "decay",
+                lambda: {"s": aligned(np.random.default_rng(12).random(10_000).astype(np.float32)),
+                         "t": aligned(np.random.default_rng(13).uniform(0, 1e6, 10_000).astype(np.float32)),
+                         "S": aligned(np.random.default_rng(14).uniform(1e3, 1e6, 10_000).astype(np.float32))},
+                lambda s: call(_regress_engram().decay, s["s"], s["t"], stability=s["S"], threads=1), repeat=10,
+                title="10,000 float32 memories, exponential, per-memory stability"),
+    RegressCase("decay-exp-u64-10000", "decay",
+                lambda: {"s": aligned(np.random.default_rng(15).random(10_000).astype(np.float32)),
+                         "t": aligned(np.random.default_rng(16).integers(0, 10**7, 10_000).astype(np.uint64))},
+                lambda s: call(_regress_engram().decay, s["s"], s["t"], stability=86400.0, threads=1), repeat=10,
+                title="10,000 float32 memories, uint64 ages"),
+    RegressCase("decay-power-f32-10000", "decay",
+                lambda: {"s": aligned(np.random.default_rng(17).random(10_000).astype(np.float32)),
+                         "t": aligned(np.random.default_rng(18).uniform(0, 1e6, 10_000).astype(np.float32))},
+                lambda s: call(_regress_engram().decay, s["s"], s["t"], model="power", threads=1), repeat=10,
+                title="10,000 float32 memories, power model"),
+    RegressCase("decay-exp-f64-10000", "decay",
+                lambda: {"s": aligned(np.random.default_rng(19).random(10_000)),
+                         "t": aligned(np.random.default_rng(20).uniform(0, 1e6, 10_000))},
+                lambda s: call(_regress_engram().decay, s["s"], s["t"], threads=1), repeat=10,
+                title="10,000 float64 memories, exponential"),
+]:
+    register_regress(_row)
+del _row
+
+# ==== end regress ====
