@@ -24,6 +24,13 @@ def restore_backend():
     engram.set_backend(previous)
 
 
+def test_every_kernel_runs_in_c_and_has_a_registry_row():
+    assert C_KERNELS == list(engram.KERNEL_NAMES)
+    assert set(KERNELS) == set(engram.KERNEL_NAMES)
+    for name in engram.KERNEL_NAMES:
+        assert type(getattr(engram, name)).__name__ == "builtin_function_or_method", name
+
+
 def test_default_is_c():
     assert engram.get_backend() == "c"
     info = engram.backend_info()
