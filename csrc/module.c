@@ -2411,9 +2411,10 @@ static PyMethodDef core_methods[] = {
     /* decay */
     {"decay", (PyCFunction)(void (*)(void))py_decay, FASTCALL_KW,
      "decay(strength, age, *, stability=86400.0, model='exponential', power=0.5, "
-     "factor=19/81, out=None, validate=True, threads=None)\n--\n\n"
+     "factor=0.2345679012345679, out=None, validate=True, threads=None)\n--\n\n"
      "Decayed memory strengths: strength * exp(-age / stability) (model='exponential') or\n"
-     "strength * (1 + factor * age / stability) ** -power (model='power').\n\n"
+     "strength * (1 + factor * age / stability) ** -power (model='power'); the default\n"
+     "factor is 19/81 (FSRS's forgetting curve, with power 0.5).\n\n"
      "strength is a 1-D float32 or float64 array and sets the precision; age (seconds) and\n"
      "stability are numbers or arrays of float32, float64, int64 or uint64.  out=strength\n"
      "updates in place.  validate=True rejects negative or NaN ages and stabilities <= 0 or\n"

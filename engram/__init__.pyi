@@ -1,0 +1,53 @@
+from contextlib import AbstractContextManager
+from typing import Literal, Mapping, Sequence, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from . import arena as arena
+from ._verify import VerificationError as VerificationError
+from .graph import Graph as Graph
+
+__version__: str
+KERNEL_NAMES: tuple[str, ...]
+BACKENDS: tuple[str, ...]
+
+_Float = np.float32 | np.float64
+_FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+_Threads = int | None
+
+# ---- similarity ----
+@overload
+def cosine_similarity(x: Sequence[float] | npt.ArrayLike, y: Sequence[float] | npt.ArrayLike, *,
+                      out: None = ..., threads: _Threads = ...) -> float | _FloatArray: ...
+@overload
+def cosine_similarity(x: npt.ArrayLike, y: npt.ArrayLike, *, out: _FloatArray,
+                      threads: _Threads = ...) -> _FloatArray: ...
+def normalize(x: npt.ArrayLike, *, out: _FloatArray | None = ...) -> _FloatArray: ...
+def top_k(queries: npt.ArrayLike, corpus: npt.ArrayLike, k: int, *,
+          metric: Literal["cosine", "dot"] = ..., threads: _Threads = ...
+          ) -> tuple[_FloatArray, npt.NDArray[np.int64]]: ...
+
+# ---- spreading activation ----
+def spread(graph: Graph | object, seeds: npt.ArrayLike | Mapping[int, float], *, max_depth: int = ...,
+           decay: float | npt.ArrayLike = ..., threshold: float = ...,
+           normalize: Literal["none", "out"] = ..., combine: Literal["sum", "max"] = ...,
+           revisit: bool = ..., out: npt.NDArray[np.float32] | None = ...,
+           threads: _Threads = ...) -> npt.NDArray[np.float32]: ...
+
+# ---- decay ----
+def decay(strength: npt.ArrayLike, age: npt.ArrayLike | float | int, *,
+          stability: npt.ArrayLike | float = ..., model: Literal["exponential", "power"] = ...,
+          power: float = ..., factor: float = ..., out: _FloatArray | None = ...,
+          validate: bool = ..., threads: _Threads = ...) -> _FloatArray: ...
+
+# ---- configuration and monitoring ----
+def simd_info() -> dict[str, list[str] | str]: ...
+def set_backend(name: Literal["c", "reference"]) -> str: ...
+def get_backend() -> str: ...
+def backend(name: Literal["c", "reference"]) -> AbstractContextManager[str]: ...
+def backend_info() -> dict[str, object]: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def stats(enable: bool | None = ..., *, reset: bool = ...) -> dict[str, object]: ...
+def verify(rate: float | None = ..., *, strict: bool | None = ...) -> dict[str, object]: ...
