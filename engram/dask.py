@@ -226,3 +226,60 @@ def default_task_threads() -> int:
 def chunks_for(n_rows: int, d: int, itemsize: int = 4, target_bytes: int = 64 << 20) -> int:
     """A row-chunk size giving chunks of about ``target_bytes`` (64 MiB by default)."""
     return max(1, min(n_rows, math.ceil(target_bytes / max(1, d * itemsize))))
+
+
+# ---------------------------------------------------------------------------
+# Measuring the cost of scaling out
+# ---------------------------------------------------------------------------
+
+
+def benchmark_top_k(n: int = 1_000_000, d: int = 768, n_chunks: int = 64, n_queries: int = 16,
+                    k: int = 10, workers: int = 2, repeats: int = 5, seed: int = 0) -> dict:
+    """top_k on a ``workers``-process LocalCluster vs in-memory engram, same machine, same run.
+
+    The corpus (``n`` x ``d`` float32 in ``n_chunks`` row chunks) is generated
+    on the workers and persisted there, as a corpus that lives on a cluster
+    is; the in-memory side gets the same rows as one NumPy array and runs
+    ``engram.top_k`` with ``threads=workers``.  Both answers must be equal.
+    Returns seconds per call for each side (best and median of ``repeats``)
+    and the overhead ratio cluster / in-memory.
+    """
+    import statistics
+    import time
+
+    from distributed import Client, LocalCluster, wait
+
+    rows_per_chunk = math.ceil(n / n_chunks)
+    queries = np.random.default_rng(seed + 1).standard_normal((n_queries, d)).astype(np.float32)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        corpus = da.random.default_rng(seed).standard_normal((n, d), chunks=(rows_per_chunk, d))
+        corpus = client.persist(corpus.astype(np.float32))
+        wait(corpus)
+
+        def on_cluster():
+            return client.compute(list(top_k(queries, corpus, k)), sync=True)
+
+        on_cluster()  # warm the workers (imports, first-touch of their arenas)
+        cluster_times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            scores, ids = on_cluster()
+            cluster_times.append(time.perf_counter() - t0)
+        local = corpus.compute()
+    engram.top_k(queries, local, k, threads=workers)
+    memory_times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        want_scores, want_ids = engram.top_k(queries, local, k, threads=workers)
+        memory_times.append(time.perf_counter() - t0)
+    del local
+    equal = bool(np.array_equal(ids, want_ids) and np.array_equal(scores, want_scores))
+    return {
+        "n": n, "d": d, "chunks": n_chunks, "queries": n_queries, "k": k, "workers": workers,
+        "corpus_bytes": n * d * 4,
+        "cluster_seconds": {"best": min(cluster_times), "median": statistics.median(cluster_times)},
+        "in_memory_seconds": {"best": min(memory_times), "median": statistics.median(memory_times)},
+        "overhead": statistics.median(cluster_times) / statistics.median(memory_times),
+        "equal": equal,
+    }
