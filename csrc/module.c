@@ -432,11 +432,13 @@ UNUSED_OK static int get_out(const char *fname, PyObject *obj, int type, int ndi
 /*
  * out must not share memory with the caller's input (unless in_place_ok and
  * laid out identically with the same dtype).  Checked against in->given, the
- * caller's memory, not the possibly converted copy the kernel reads.
+ * caller's memory, not the possibly converted copy the kernel reads (an
+ * array_in filled without get_array should set `given` too; without it, arr
+ * is checked).
  */
 UNUSED_OK static int check_no_overlap(const char *fname, PyArrayObject *out, const array_in *in_arr,
                             const char *in_name, int in_place_ok) {
-    PyArrayObject *in = in_arr ? in_arr->given : NULL;
+    PyArrayObject *in = in_arr ? (in_arr->given ? in_arr->given : in_arr->arr) : NULL;
     if (in == NULL || out == NULL || !arrays_overlap(out, in)) return 0;
     if (in_place_ok && arrays_identical_layout(out, in)) return 0;
     PyErr_Format(PyExc_ValueError, "%s(): out overlaps %s in memory; pass a separate array%s",
