@@ -288,6 +288,8 @@ void engram_probe_triad(float *out, const float *a, const float *b, size_t n);
 #define ENGRAM_SIM_F64_HUGE 1e280
 /* The register tiles of the many-to-many kernels are at most this big. */
 #define ENGRAM_SIM_TILE_MAX 32
+/* Corpus rows per call of the small-d many-to-many kernels (dot_cols_*). */
+#define ENGRAM_SIM_COLS 64
 
 typedef enum engram_float_type { ENGRAM_FLOAT32 = 0, ENGRAM_FLOAT64 = 1 } engram_float_type;
 typedef enum engram_metric { ENGRAM_METRIC_COSINE = 0, ENGRAM_METRIC_DOT = 1 } engram_metric;
@@ -329,6 +331,22 @@ struct engram_similarity_ops {
     /* elements of d per float32 tile call: lanes * ENGRAM_SIM_F32_LANE_TERMS */
     unsigned f32_chunk;
     /*
+     * Small d, where a tile's horizontal sums would cost more than its
+     * products: vectorised across corpus rows instead of along d.  The corpus
+     * block is transposed, yt[k * ENGRAM_SIM_COLS + j] = y_j[k] for k < d
+     * (columns past the block's rows hold zeros), and for i < rows and every
+     * j < ENGRAM_SIM_COLS: out[i * ldo + j] = x_i . y_j, x_i = x + i * x_stride
+     * (elements).  Each lane sums its products in order of k (float32: flushed
+     * into float64 every ENGRAM_SIM_F32_LANE_TERMS of them), so a pair's value
+     * does not depend on `rows`, on its row's place in the call or on j.
+     * The driver uses them for d <= cols_max_d_f32 / cols_max_d_f64 (0: never).
+     */
+    void (*dot_cols_f32)(const float *x, ptrdiff_t x_stride, size_t rows, const float *yt,
+                         size_t d, double *out, size_t ldo);
+    void (*dot_cols_f64)(const double *x, ptrdiff_t x_stride, size_t rows, const double *yt,
+                         size_t d, double *out, size_t ldo);
+    unsigned cols_max_d_f32, cols_max_d_f64;
+    /*
      * Scores of one x row against n y rows from their dot products: cosine
      * clamp((dots[j] * x_inv) * y_inv[j], -1, 1), dot dots[j]; NaN where the
      * inverse norms are not both > 0 (the driver recomputes those pairs).
@@ -358,24 +376,33 @@ engram_status engram_cosine_vectors(engram_arena *arena, engram_float_type type,
                                     double *result);
 
 /*
- * out[i * out_row_stride + j] = cosine(x_i, y_j) for i < x->n, j < y->n, in
- * `type` (both inputs and out).  Any strides; column-strided inputs are
- * copied once into the arena.  threads: 0 automatic, else that many.
+ * out[i * out_row_stride + j * out_col_stride] = cosine(x_i, y_j) for
+ * i < x->n, j < y->n, in `type` (both inputs and out).  Any input strides
+ * (column-strided inputs are copied once into the arena); out may have any
+ * strides and alignment: results are stored in place when its columns are
+ * contiguous and aligned, else element by element.  threads: 0 automatic,
+ * else that many.
  */
 engram_status engram_cosine(engram_arena *arena, engram_float_type type,
                             const engram_vectors *x, const engram_vectors *y, void *out,
-                            ptrdiff_t out_row_stride_bytes, int threads);
+                            ptrdiff_t out_row_stride_bytes, ptrdiff_t out_col_stride_bytes,
+                            int threads);
 
-/* L2-normalise each row of x into out (out may be x itself); zero rows are copied. */
+/*
+ * L2-normalise each row of x into out (out may be x itself, laid out
+ * identically); zero rows are copied.  out may have any strides and alignment.
+ */
 engram_status engram_normalize(engram_arena *arena, engram_float_type type,
                                const engram_vectors *x, void *out,
-                               ptrdiff_t out_row_stride_bytes);
+                               ptrdiff_t out_row_stride_bytes, ptrdiff_t out_col_stride_bytes);
 
 /*
  * For each query i: the k best corpus rows by score (descending, ties to
  * the smaller id), NaN never included, padded with id -1 / score -inf.
- * scores (type) and ids are contiguous queries->n x k.  Scratch is
- * O(threads * queries * k + one block), never queries x corpus.
+ * scores (type) and ids are contiguous queries->n x k.  Scratch is one
+ * cache block per thread (with the heaps of its block's queries), plus
+ * O(threads * queries * k) when few queries split a long corpus between
+ * threads; never queries x corpus.
  */
 engram_status engram_top_k(engram_arena *arena, engram_float_type type,
                            const engram_vectors *queries, const engram_vectors *corpus, size_t k,

@@ -126,22 +126,33 @@ UNUSED_OK static int parse_args(const char *fname, PyObject *const *args, Py_ssi
     return 0;
 }
 
-/* threads=None -> 0 (automatic), a positive int -> itself. */
+/*
+ * threads=None -> 0 (automatic); any integer (int, numpy integer, anything
+ * with __index__, but not bool) in 1..256 -> itself.
+ */
 UNUSED_OK static int parse_threads(const char *fname, PyObject *obj, int *threads) {
     *threads = 0;
     if (obj == NULL || obj == Py_None) return 0;
-    if (!PyLong_Check(obj) || PyBool_Check(obj)) {
+    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s(): threads must be None or a positive int, got %.100s",
                      fname, Py_TYPE(obj)->tp_name);
         return -1;
     }
-    long n = PyLong_AsLong(obj);
-    if (n == -1 && PyErr_Occurred()) return -1;
-    if (n < 1 || n > 256) {
-        PyErr_Format(PyExc_ValueError, "%s(): threads must be None or in 1..256, got %ld", fname,
-                     n);
+    PyObject *index = PyNumber_Index(obj);
+    if (index == NULL) return -1;
+    int overflow = 0;
+    long n = PyLong_AsLongAndOverflow(index, &overflow);
+    if (n == -1 && !overflow && PyErr_Occurred()) {
+        Py_DECREF(index);
         return -1;
     }
+    if (overflow || n < 1 || n > 256) {
+        PyErr_Format(PyExc_ValueError, "%s(): threads must be None or in 1..256, got %S", fname,
+                     index);
+        Py_DECREF(index);
+        return -1;
+    }
+    Py_DECREF(index);
     *threads = (int)n;
     return 0;
 }
@@ -219,15 +230,23 @@ static void raise_about_array(PyObject *exc, const char *fname, const char *argn
  * An input array read in place.  `arr` is the caller's array when it is
  * already a native, aligned float32/float64 ndarray (borrowed, no new
  * reference: the hot path), or a converted copy held in `owned`.
+ * `given` is the caller's memory as passed: their ndarray (borrowed), or
+ * the array NumPy made of an array-like (held in `given_owned`; it may be a
+ * view of the caller's buffer).  Overlap checks against `out` use `given`:
+ * a converted copy never overlaps anything, the caller's memory may.
  */
 typedef struct {
     PyArrayObject *arr;
     PyObject *owned;
+    PyArrayObject *given;
+    PyObject *given_owned;
 } array_in;
 
 UNUSED_OK static void array_in_release(array_in *a) {
     Py_CLEAR(a->owned);
+    Py_CLEAR(a->given_owned);
     a->arr = NULL;
+    a->given = NULL;
 }
 
 /* Accepted element types: bit (1 << NPY_FLOAT) etc. */
@@ -250,6 +269,8 @@ UNUSED_OK static int get_array(const char *fname, const char *argname, PyObject 
                      int min_ndim, int max_ndim, array_in *out) {
     out->arr = NULL;
     out->owned = NULL;
+    out->given = NULL;
+    out->given_owned = NULL;
     PyArrayObject *arr;
     if (PyArray_Check(obj)) {
         arr = (PyArrayObject *)obj;
@@ -268,9 +289,11 @@ UNUSED_OK static int get_array(const char *fname, const char *argname, PyObject 
             }
             return -1;
         }
+        out->given_owned = Py_NewRef(converted);
         out->owned = converted;
         arr = (PyArrayObject *)converted;
     }
+    out->given = arr;
     int type = PyArray_TYPE(arr);
     if (type < 0 || type >= 32 || !(accept & (1u << type))) {
         raise_about_array(PyExc_TypeError, fname, argname, accepted_text(accept), arr);
@@ -296,7 +319,7 @@ UNUSED_OK static int get_array(const char *fname, const char *argname, PyObject 
     out->arr = arr;
     return 0;
 fail:
-    Py_CLEAR(out->owned);
+    array_in_release(out);
     return -1;
 }
 
@@ -344,10 +367,13 @@ static int arrays_overlap(PyArrayObject *a, PyArrayObject *b) {
     return alo < bhi && blo < ahi && alo != ahi && blo != bhi;
 }
 
-/* Same memory, same layout: elementwise kernels may write in place. */
+/*
+ * Same memory, same layout, same dtype (byte order included): elementwise
+ * kernels may write in place.
+ */
 static int arrays_identical_layout(PyArrayObject *a, PyArrayObject *b) {
     if (PyArray_BYTES(a) != PyArray_BYTES(b) || PyArray_NDIM(a) != PyArray_NDIM(b) ||
-        PyArray_ITEMSIZE(a) != PyArray_ITEMSIZE(b))
+        !PyArray_EquivTypes(PyArray_DESCR(a), PyArray_DESCR(b)))
         return 0;
     for (int i = 0; i < PyArray_NDIM(a); i++)
         if (PyArray_DIM(a, i) != PyArray_DIM(b, i) ||
@@ -358,11 +384,13 @@ static int arrays_identical_layout(PyArrayObject *a, PyArrayObject *b) {
 
 /*
  * Validate a caller's `out`: an ndarray of exactly `type` and `shape`,
- * writeable, aligned, native, with a contiguous last axis (any outer
- * stride).  Borrowed reference in *out_arr.
+ * native byte order, writeable.  With `any_layout` the kernel writes
+ * through out's strides (any sign, any alignment), so every such array is
+ * accepted, as NumPy accepts it; without, out must also be aligned with a
+ * contiguous last axis (any outer stride).  Borrowed reference in *out_arr.
  */
 UNUSED_OK static int get_out(const char *fname, PyObject *obj, int type, int ndim, const npy_intp *shape,
-                   PyArrayObject **out_arr) {
+                   int any_layout, PyArrayObject **out_arr) {
     *out_arr = NULL;
     if (!PyArray_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s(): out must be a numpy.ndarray, got %.100s", fname,
@@ -392,9 +420,10 @@ UNUSED_OK static int get_out(const char *fname, PyObject *obj, int type, int ndi
         return -1;
     }
     /* an empty out has nothing to write (NumPy 2 may give it zero strides) */
-    if (!PyArray_ISALIGNED(arr) ||
-        (ndim > 0 && shape[ndim - 1] > 1 && PyArray_SIZE(arr) > 0 &&
-         PyArray_STRIDE(arr, ndim - 1) != (npy_intp)PyArray_ITEMSIZE(arr))) {
+    if (!any_layout &&
+        (!PyArray_ISALIGNED(arr) ||
+         (ndim > 0 && shape[ndim - 1] > 1 && PyArray_SIZE(arr) > 0 &&
+          PyArray_STRIDE(arr, ndim - 1) != (npy_intp)PyArray_ITEMSIZE(arr)))) {
         raise_about_array(PyExc_ValueError, fname, "out",
                           "aligned with a contiguous last axis", arr);
         return -1;
@@ -403,9 +432,16 @@ UNUSED_OK static int get_out(const char *fname, PyObject *obj, int type, int ndi
     return 0;
 }
 
-/* out must not share memory with an input (unless in_place_ok and laid out identically). */
-UNUSED_OK static int check_no_overlap(const char *fname, PyArrayObject *out, PyArrayObject *in,
+/*
+ * out must not share memory with the caller's input (unless in_place_ok and
+ * laid out identically with the same dtype).  Checked against in->given, the
+ * caller's memory, not the possibly converted copy the kernel reads (an
+ * array_in filled without get_array should set `given` too; without it, arr
+ * is checked).
+ */
+UNUSED_OK static int check_no_overlap(const char *fname, PyArrayObject *out, const array_in *in_arr,
                             const char *in_name, int in_place_ok) {
+    PyArrayObject *in = in_arr ? (in_arr->given ? in_arr->given : in_arr->arr) : NULL;
     if (in == NULL || out == NULL || !arrays_overlap(out, in)) return 0;
     if (in_place_ok && arrays_identical_layout(out, in)) return 0;
     PyErr_Format(PyExc_ValueError, "%s(): out overlaps %s in memory; pass a separate array%s",
@@ -655,27 +691,30 @@ static PyObject *cosine_similarity_impl(PyObject *module, PyObject *const *args,
     if (x_matrix) shape[ndim++] = (npy_intp)x.n;
     if (y_matrix) shape[ndim++] = (npy_intp)y.n;
     if (values[2] != NULL && values[2] != Py_None) {
-        if (get_out(fname, values[2], npy_type, ndim, shape, &out) < 0 ||
-            check_no_overlap(fname, out, xa.arr, "x", 0) < 0 ||
-            check_no_overlap(fname, out, ya.arr, "y", 0) < 0)
+        if (get_out(fname, values[2], npy_type, ndim, shape, 1, &out) < 0 ||
+            check_no_overlap(fname, out, &xa, "x", 0) < 0 ||
+            check_no_overlap(fname, out, &ya, "y", 0) < 0)
             goto done;
         Py_INCREF(out);
     } else {
         out = (PyArrayObject *)PyArray_EMPTY(ndim, shape, npy_type, 0);
         if (out == NULL) goto done;
     }
-    /* (m, d) x (d,) gives one result per x row: consecutive rows of the output */
-    ptrdiff_t out_row_stride = ndim == 2                    ? PyArray_STRIDE(out, 0)
-                               : (x_matrix && !y_matrix)    ? PyArray_STRIDE(out, 0)
-                                                            : 0;
+    /* a 1-D result runs along x's rows ((m, d) x (d,)) or along y's ((d,) x (n, d)) */
+    ptrdiff_t out_row_stride = ndim == 2 || x_matrix ? PyArray_STRIDE(out, 0) : 0;
+    ptrdiff_t out_col_stride = ndim == 2   ? PyArray_STRIDE(out, 1)
+                               : !x_matrix ? PyArray_STRIDE(out, 0)
+                                           : (ptrdiff_t)PyArray_ITEMSIZE(out);
     void *out_data = PyArray_DATA(out);
     if (work >= SIMILARITY_GIL_WORK) {
         Py_BEGIN_ALLOW_THREADS
-        status = engram_cosine(arena, type, &x, &y, out_data, out_row_stride, threads);
+        status = engram_cosine(arena, type, &x, &y, out_data, out_row_stride, out_col_stride,
+                               threads);
         engram_arena_reset(arena);
         Py_END_ALLOW_THREADS
     } else {
-        status = engram_cosine(arena, type, &x, &y, out_data, out_row_stride, threads);
+        status = engram_cosine(arena, type, &x, &y, out_data, out_row_stride, out_col_stride,
+                               threads);
         engram_arena_reset(arena);
     }
     if (status != ENGRAM_OK) {
@@ -712,8 +751,8 @@ static PyObject *normalize_impl(PyObject *module, PyObject *const *args, Py_ssiz
     int npy_type = PyArray_TYPE(xa.arr);
     if (values[1] != NULL && values[1] != Py_None) {
         if (get_out(fname, values[1], npy_type, PyArray_NDIM(xa.arr),
-                           PyArray_DIMS(xa.arr), &out) < 0 ||
-            check_no_overlap(fname, out, xa.arr, "x", 1) < 0)
+                           PyArray_DIMS(xa.arr), 1, &out) < 0 ||
+            check_no_overlap(fname, out, &xa, "x", 1) < 0)
             goto done;
         Py_INCREF(out);
     } else {
@@ -727,17 +766,19 @@ static PyObject *normalize_impl(PyObject *module, PyObject *const *args, Py_ssiz
         Py_CLEAR(out);
         goto done;
     }
-    ptrdiff_t out_row_stride = PyArray_NDIM(out) == 2 ? PyArray_STRIDE(out, 0) : 0;
+    int out_nd = PyArray_NDIM(out);
+    ptrdiff_t out_row_stride = out_nd == 2 ? PyArray_STRIDE(out, 0) : 0;
+    ptrdiff_t out_col_stride = PyArray_STRIDE(out, out_nd - 1);
     void *out_data = PyArray_DATA(out);
     engram_float_type type = float_type_of(xa.arr);
     engram_status status;
     if (x.n * x.d >= SIMILARITY_GIL_WORK) {
         Py_BEGIN_ALLOW_THREADS
-        status = engram_normalize(arena, type, &x, out_data, out_row_stride);
+        status = engram_normalize(arena, type, &x, out_data, out_row_stride, out_col_stride);
         engram_arena_reset(arena);
         Py_END_ALLOW_THREADS
     } else {
-        status = engram_normalize(arena, type, &x, out_data, out_row_stride);
+        status = engram_normalize(arena, type, &x, out_data, out_row_stride, out_col_stride);
         engram_arena_reset(arena);
     }
     if (status != ENGRAM_OK) {

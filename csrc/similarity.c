@@ -131,6 +131,34 @@ static void dot_tile_f64_scalar(const double *const *x, size_t x0, const double 
         }
 }
 
+static void dot_cols_f32_scalar(const float *x, ptrdiff_t x_stride, size_t rows, const float *yt,
+                                size_t d, double *out, size_t ldo) {
+    for (size_t i = 0; i < rows; i++) {
+        const float *xi = x + (ptrdiff_t)i * x_stride;
+        double *o = out + i * ldo;
+        for (size_t j = 0; j < ENGRAM_SIM_COLS; j++) o[j] = 0;
+        for (size_t k = 0; k < d; k++) {
+            double a = xi[k];
+            const float *yk = yt + k * ENGRAM_SIM_COLS;
+            for (size_t j = 0; j < ENGRAM_SIM_COLS; j++) o[j] += a * yk[j];
+        }
+    }
+}
+
+static void dot_cols_f64_scalar(const double *x, ptrdiff_t x_stride, size_t rows,
+                                const double *yt, size_t d, double *out, size_t ldo) {
+    for (size_t i = 0; i < rows; i++) {
+        const double *xi = x + (ptrdiff_t)i * x_stride;
+        double *o = out + i * ldo;
+        for (size_t j = 0; j < ENGRAM_SIM_COLS; j++) o[j] = 0;
+        for (size_t k = 0; k < d; k++) {
+            double a = xi[k];
+            const double *yk = yt + k * ENGRAM_SIM_COLS;
+            for (size_t j = 0; j < ENGRAM_SIM_COLS; j++) o[j] += a * yk[j];
+        }
+    }
+}
+
 static inline double clamp_unit(double c) {
     /* NaN passes through: both comparisons are false. */
     return c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c;
@@ -188,6 +216,11 @@ const engram_similarity_ops engram_similarity_ops_scalar = {
     .tile_rows_f64 = SCALAR_TILE,
     .tile_cols_f64 = SCALAR_TILE,
     .f32_chunk = 1024, /* float64 sums: only the cache plan limits it */
+    .dot_cols_f32 = dot_cols_f32_scalar,
+    .dot_cols_f64 = dot_cols_f64_scalar,
+    /* (the compiler vectorises dot_cols; it beats the 2 x 2 tile at every d measured) */
+    .cols_max_d_f32 = 64,
+    .cols_max_d_f64 = 64,
     .scores_f32 = scores_f32_scalar,
     .scores_f64 = scores_f64_scalar,
     .select_f32 = select_f32_scalar,
@@ -297,17 +330,41 @@ static double cosine_scaled_f64(const double *x, const double *y, size_t d) {
     return clamp_unit(xy / sqrt(xx * yy));
 }
 
-/* Plain float64 dot (the "dot" metric for rows outside the fast range). */
+/*
+ * The "dot" metric for rows outside the fast range.  float32 products are
+ * exact in float64 and their sum cannot overflow it: a plain float64 sum.
+ */
 static double dot_exact_f32(const float *x, const float *y, size_t d) {
     double s = 0;
     for (size_t i = 0; i < d; i++) s += (double)x[i] * y[i];
     return s;
 }
 
+/*
+ * float64 products of ~1e154+ magnitudes overflow, and a plain sum of them
+ * gives inf - inf = NaN where the true dot is finite or a signed infinity.
+ * Finite rows are scaled to a largest element in [0.5, 1) (powers of two:
+ * exact), summed, and the sum scaled back with one ldexp, which rounds an
+ * out-of-range result to the right infinity (or denormal).  A row holding a
+ * NaN or an infinity keeps the plain sum: its IEEE result is the answer.
+ */
 static double dot_exact_f64(const double *x, const double *y, size_t d) {
+    double mx = max_abs_f64(x, d), my = max_abs_f64(y, d);
+    if (isnan(mx) || isnan(my)) {
+        double s = 0;
+        for (size_t i = 0; i < d; i++) s += x[i] * y[i];
+        return s;
+    }
+    if (mx == 0 || my == 0) return 0.0;
+    int ex, ey;
+    frexp(mx, &ex);
+    frexp(my, &ey);
+    double x1, x2, y1, y2;
+    scale_factors(mx, &x1, &x2);
+    scale_factors(my, &y1, &y2);
     double s = 0;
-    for (size_t i = 0; i < d; i++) s += x[i] * y[i];
-    return s;
+    for (size_t i = 0; i < d; i++) s += (x[i] * x1 * x2) * (y[i] * y1 * y2);
+    return ldexp(s, ex + ey);
 }
 
 /* Score of a pair whose fast value cannot be used (an inverse norm <= 0 or NaN). */
@@ -496,6 +553,21 @@ static int compare_scored(const void *pa, const void *pb) {
     return 0;
 }
 
+/* The k outputs of one query from `total` candidates (sorted here, in place), best first. */
+static void store_ranked(engram_float_type type, scored *items, size_t total, size_t k,
+                         void *scores_out, int64_t *ids_out) {
+    qsort(items, total, sizeof(scored), compare_scored);
+    for (size_t i = 0; i < k; i++) {
+        if (i < total) {
+            store_score(type, scores_out, i, items[i].score);
+            ids_out[i] = items[i].id;
+        } else {
+            store_score(type, scores_out, i, -INFINITY);
+            ids_out[i] = -1;
+        }
+    }
+}
+
 /*
  * Merge the heaps of every worker for one query into its k outputs, best
  * first.  The order is a total order on (score, id), so the result does
@@ -508,16 +580,7 @@ static void merge_heaps(engram_float_type type, topk_heap *const *heaps, unsigne
         memcpy(buffer + total, heaps[w]->items, heaps[w]->size * sizeof(scored));
         total += heaps[w]->size;
     }
-    qsort(buffer, total, sizeof(scored), compare_scored);
-    for (size_t i = 0; i < k; i++) {
-        if (i < total) {
-            store_score(type, scores_out, i, buffer[i].score);
-            ids_out[i] = buffer[i].id;
-        } else {
-            store_score(type, scores_out, i, -INFINITY);
-            ids_out[i] = -1;
-        }
-    }
+    store_ranked(type, buffer, total, k, scores_out, ids_out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -568,7 +631,9 @@ static void score_block_row(const engram_similarity_ops *ops, engram_float_type 
                             const block_rows *y, const score_sink *sink, score_scratch *scratch) {
     size_t n = y->n, d = y->view->d, es = elsize_of(type);
     int all_slow = !(x_inv > 0);
-    int direct = sink->out != NULL && sink->out_stride == (ptrdiff_t)es;
+    /* scores go straight to out when its elements are contiguous and aligned */
+    int direct = sink->out != NULL && sink->out_stride == (ptrdiff_t)es &&
+                 (uintptr_t)sink->out % es == 0;
     void *scores = direct ? (void *)sink->out : (void *)scratch->scores;
     if (type == ENGRAM_FLOAT32) ops->scores_f32(dots, y->inv, x_inv, n, metric, scores);
     else ops->scores_f64(dots, y->inv, x_inv, n, metric, scores);
@@ -683,46 +748,83 @@ static double vector_inverse_norm(const engram_similarity_ops *ops, engram_float
 /* Many against many: register tiles in cache blocks                   */
 /* ------------------------------------------------------------------ */
 
+/* Rows that already start on cache lines need no packed copy. */
+static int rows_line_aligned(const rows_view *v) {
+    return ((uintptr_t)v->base % 64 == 0 && v->stride % 64 == 0) || v->n == 0;
+}
+
 /*
- * Cache plan.  Queries are taken QB rows at a time: blocks of equal size,
- * each <= 768 KB so it stays in L2 next to the corpus block and the scores,
- * and so two workers' scratch fits the default 2 MiB arena (512 KB measured
- * 5 % slower, 1 MB no faster).  The corpus streams through NB rows at a
- * time, read from memory once per query block.  Within a corpus block, a
- * panel of tile_cols corpus rows and one d-chunk (<= CHUNK_BYTES, and <= the
- * level's f32_chunk so the float32 flush happens at chunk ends) is packed
- * into L1, and every query group of the block passes over it: each tile
- * loads its query rows from L2 and its corpus rows from L1.  While a block
- * is computed, the next one is prefetched into L2 a few lines per tile, so
- * the corpus arrives from memory behind the arithmetic instead of before it.
+ * Cache plan.  Queries are taken QB rows at a time: blocks of equal size
+ * whose scratch -- the query rows (packed or read in place), the QB x NB
+ * block of dot products, the inverse norms, the row pointers and, for top-k,
+ * the heaps of the block's queries -- together with the worker's corpus
+ * panel stays within WORKER_SCRATCH_BYTES whatever d is: it stays in L2 next
+ * to the corpus block, and two workers' scratch fits the default 2 MiB arena.
+ * (Budgeting 768 KB for the query rows alone measured 5 % faster than 512 KB
+ * and 1 MB no faster; counting the dot block in it too measured the same
+ * speed at 768 and 1536-d, and keeps small d from a block of ~1000 x NB dots.)
+ * The corpus streams through NB rows at a time, read from memory once per
+ * query block.  Within a corpus block, a panel of tile_cols corpus rows and
+ * one d-chunk (<= CHUNK_BYTES, and <= the level's f32_chunk so the float32
+ * flush happens at chunk ends) is packed into L1, and every query group of
+ * the block passes over it: each tile loads its query rows from L2 and its
+ * corpus rows from L1.  While a block is computed, the next one is
+ * prefetched into L2 a few lines per tile, so the corpus arrives from memory
+ * behind the arithmetic instead of before it.
+ *
+ * Small d (up to the level's cols_max_d): a tile would spend more on the
+ * horizontal sums of its accumulators than on the products, and a 64-byte
+ * packed row would hold a few elements.  There the corpus is transposed, a
+ * super block of SB rows at a time (COLS_CORPUS_BYTES of scratch: every
+ * corpus row's d elements in one vector lane), and dot_cols runs COLS_CALL_ROWS
+ * query rows, read in place, against ENGRAM_SIM_COLS corpus rows per call;
+ * the query rows of a group are scored across the whole super block before
+ * the next group, so each output row is written in long runs.
  */
-#define QUERY_BLOCK_BYTES ((size_t)768 << 10)
+#define WORKER_SCRATCH_BYTES ((size_t)768 << 10)
 #define CORPUS_BLOCK_ROWS 64
 #define CHUNK_BYTES 4096
+#define COLS_CALL_ROWS 8
+#define COLS_CORPUS_BYTES (WORKER_SCRATCH_BYTES / 4)
+/* Arena alignment lost per scratch allocation, counted in the budget. */
+#define SCRATCH_SLACK (16 * (size_t)ENGRAM_ARENA_ALIGN)
 /* Many-to-many work (m * n * d) above which threads=None adds threads: ~100 us of tiles. */
 #define TILE_PARALLEL_WORK ((size_t)1 << 23)
+/*
+ * top-k splits the corpus between workers (so few queries still use every
+ * thread) only while every worker's heaps of every query fit this; beyond
+ * it the queries are split, and each worker keeps the heaps of one query
+ * block at a time.
+ */
+#define SHARED_HEAPS_BYTES ((size_t)256 << 10)
 
 typedef struct tile_plan {
-    unsigned mr, nr; /* tile shape */
-    size_t qb, nb;   /* query block rows (multiple of mr), corpus block rows (of nr) */
-    size_t chunk;    /* elements of d per chunk */
-    size_t ldo;      /* row length of the score block (nb) */
+    int cols;        /* small d: dot_cols over a transposed corpus super block */
+    unsigned mr, nr; /* query rows per tile (cols: per call), corpus split unit */
+    size_t qb, nb;   /* query block rows (multiple of mr), corpus block rows */
+    size_t sb;       /* cols: corpus rows per super block (multiple of nb) */
+    size_t chunk;    /* tiles: elements of d per chunk */
+    size_t ldo;      /* row length of the dot block (nb) */
+    size_t packed_x_stride; /* tiles: bytes per packed query row, 0 when read in place */
 } tile_plan;
 
-static tile_plan make_plan(const engram_similarity_ops *ops, engram_float_type type, size_t d,
-                           size_t m) {
+/* The plan's shape; query and super block sizes come from plan_blocks once threads are known. */
+static tile_plan make_plan(const engram_similarity_ops *ops, engram_float_type type,
+                           const rows_view *x) {
     tile_plan p;
-    size_t es = elsize_of(type);
+    memset(&p, 0, sizeof p);
+    size_t es = elsize_of(type), d = x->d;
+    unsigned cols_max = type == ENGRAM_FLOAT32 ? ops->cols_max_d_f32 : ops->cols_max_d_f64;
+    if (cols_max > 0 && d <= cols_max) {
+        p.cols = 1;
+        p.mr = COLS_CALL_ROWS;
+        p.nr = 16;
+        p.nb = ENGRAM_SIM_COLS;
+        p.ldo = p.nb;
+        return p;
+    }
     p.mr = type == ENGRAM_FLOAT32 ? ops->tile_rows_f32 : ops->tile_rows_f64;
     p.nr = type == ENGRAM_FLOAT32 ? ops->tile_cols_f32 : ops->tile_cols_f64;
-    size_t row_bytes = d > 0 ? d * es : es;
-    size_t qb_max = QUERY_BLOCK_BYTES / row_bytes;
-    if (qb_max < 1) qb_max = 1;
-    size_t blocks = m ? (m + qb_max - 1) / qb_max : 1;
-    size_t qb = (m + blocks - 1) / blocks;
-    qb = (qb + p.mr - 1) / p.mr * p.mr;
-    if (qb < p.mr) qb = p.mr;
-    p.qb = qb;
     p.nb = (CORPUS_BLOCK_ROWS + p.nr - 1) / p.nr * p.nr;
     p.ldo = p.nb;
     /* equal chunks, each <= CHUNK_BYTES and a multiple of 16 elements */
@@ -732,7 +834,45 @@ static tile_plan make_plan(const engram_similarity_ops *ops, engram_float_type t
     size_t chunk = (d + chunks - 1) / chunks;
     p.chunk = (chunk + 15) / 16 * 16;
     if (p.chunk == 0) p.chunk = 16;
+    /* rows that do not start on cache lines are packed (see row_table) */
+    if (!rows_line_aligned(x)) p.packed_x_stride = (d * es + 63) / 64 * 64;
     return p;
+}
+
+/*
+ * Block sizes for a worker that scores `rows` query rows against `cols`
+ * corpus rows, with `heap_bytes` of top-k heap per query row when heaps are
+ * kept per query block: everything it allocates (see tile_task_scratch)
+ * within WORKER_SCRATCH_BYTES, query blocks of equal size.
+ */
+static void plan_blocks(tile_plan *p, engram_float_type type, size_t d, size_t rows, size_t cols,
+                        size_t heap_bytes) {
+    size_t es = elsize_of(type), fixed, per_row;
+    if (p->cols) {
+        /* the super block: transposed rows, inverse norms, slow positions */
+        size_t per_col = d * es + sizeof(double) + sizeof(uint32_t);
+        size_t sb = COLS_CORPUS_BYTES / per_col / p->nb * p->nb;
+        size_t needed = (cols + p->nb - 1) / p->nb * p->nb;
+        if (sb > needed) sb = needed;
+        if (sb < p->nb) sb = p->nb;
+        p->sb = sb;
+        fixed = sb * per_col + (sb / p->nb) * sizeof(size_t) +
+                ((size_t)p->mr * p->ldo + 2 * p->nb) * sizeof(double);
+        /* query rows are read in place: counted for the cache, not allocated */
+        per_row = d * es + sizeof(double);
+    } else {
+        fixed = (size_t)p->nr * p->chunk * es + 3 * p->nb * sizeof(double);
+        per_row = p->ldo * sizeof(double) + sizeof(double) + sizeof(void *) +
+                  (p->packed_x_stride ? p->packed_x_stride : d * es);
+    }
+    fixed += SCRATCH_SLACK;
+    per_row += heap_bytes;
+    size_t qb_max = fixed < WORKER_SCRATCH_BYTES ? (WORKER_SCRATCH_BYTES - fixed) / per_row : 0;
+    qb_max = qb_max / p->mr * p->mr;
+    if (qb_max < p->mr) qb_max = p->mr;
+    size_t blocks = rows ? (rows + qb_max - 1) / qb_max : 1;
+    size_t qb = rows ? (rows + blocks - 1) / blocks : 1;
+    p->qb = (qb + p->mr - 1) / p->mr * p->mr;
 }
 
 /* Walks the cache lines of a range of rows, a few per step, prefetching them into cache. */
@@ -794,11 +934,6 @@ static void row_table(const rows_view *v, size_t lo, size_t hi, size_t count, vo
     }
 }
 
-/* Rows that already start on cache lines need no packed copy. */
-static int rows_line_aligned(const rows_view *v) {
-    return ((uintptr_t)v->base % 64 == 0 && v->stride % 64 == 0) || v->n == 0;
-}
-
 /*
  * dots[i * ldo + j] = x_i . y_{c0+j} for the query block in `x_table` and
  * the corpus block.  Each panel chunk is first copied into `panel`, 64-byte
@@ -844,52 +979,93 @@ static void block_dots(const engram_similarity_ops *ops, engram_float_type type,
     }
 }
 
+/* One worker's scratch (see plan_blocks for its budget). */
+typedef struct worker_scratch {
+    double *dots;           /* tiles: qb x ldo; cols: mr x ldo */
+    double *x_inv;          /* the query block's inverse norms */
+    double *y_inv;          /* tiles: nb; cols: the super block's sb */
+    uint32_t *slow;         /* positions of y_inv that are not > 0 (same length) */
+    size_t *slow_count;     /* cols: per corpus block of the super block */
+    score_scratch score;    /* nb scores and indices */
+    void *row_table;        /* tiles: qb row pointers */
+    void *panel;            /* tiles: the packed panel; cols: the transposed super block */
+    char *packed_x;         /* tiles: the query block's packed rows, or NULL */
+    topk_heap *heaps;       /* top-k with heaps per query block: qb heaps ... */
+    scored *items;          /* ... of cap entries each */
+} worker_scratch;
+
 typedef struct tile_task {
     const engram_similarity_ops *ops;
     engram_float_type type;
     engram_metric metric;
     tile_plan plan;
     rows_view x, y;
-    const double *x_inv; /* all x rows */
-    int split_x;         /* workers split x rows (else y rows) */
+    int split_x; /* workers split x rows (else y rows) */
     /* cosine matrix out ... */
     char *out;
-    ptrdiff_t out_row_stride;
-    /* ... or top-k: one heap per (worker, x row) */
+    ptrdiff_t out_row_stride, out_col_stride;
+    /* ... or top-k: the heaps of every (worker, x row), merged after the workers ... */
     topk_heap *heaps;
-    /* per worker: dot block, y inverse norms, slow positions, score scratch */
-    double *scratch;
-    size_t scratch_per_worker;
-    /* per worker: the query block's row pointers (qb entries) and a packed panel */
-    void *row_tables;
-    char *panels;
-    size_t panel_bytes;
-    /* per worker: the query block's packed rows, when x rows are not line-aligned */
-    char *packed_x;
-    size_t packed_x_stride;
+    /* ... or (local_heaps) each worker's heaps of one query block, stored as it ends */
+    int local_heaps;
+    size_t k, cap;
+    char *scores;
+    int64_t *ids;
+    worker_scratch *scratch; /* one per worker */
 } tile_task;
+
+/* Ranges of x and y rows worker w scores. */
+static void task_ranges(const tile_task *t, unsigned w, unsigned n_workers, size_t *x_lo,
+                        size_t *x_hi, size_t *y_lo, size_t *y_hi) {
+    *x_lo = 0, *x_hi = t->x.n, *y_lo = 0, *y_hi = t->y.n;
+    if (t->split_x) worker_range(t->x.n, t->plan.mr, w, n_workers, x_lo, x_hi);
+    else worker_range(t->y.n, t->plan.nr, w, n_workers, y_lo, y_hi);
+}
+
+/* Start of query block [q0, q1): its inverse norms and, with local heaps, empty heaps. */
+static void query_block_begin(const tile_task *t, worker_scratch *s, size_t q0, size_t q1) {
+    inverse_norms(t->ops, t->type, &t->x, q0, q1, s->x_inv);
+    if (t->local_heaps)
+        for (size_t i = 0; i < q1 - q0; i++) heap_init(&s->heaps[i], s->items + i * t->cap, t->cap);
+}
+
+/* End of query block [q0, q1): with local heaps, its queries' results are final. */
+static void query_block_end(const tile_task *t, worker_scratch *s, size_t q0, size_t q1) {
+    if (!t->local_heaps) return;
+    size_t es = elsize_of(t->type);
+    for (size_t i = q0; i < q1; i++) {
+        topk_heap *h = &s->heaps[i - q0];
+        store_ranked(t->type, h->items, h->size, t->k, t->scores + i * t->k * es, t->ids + i * t->k);
+    }
+}
+
+/* Where the scores of x row i against corpus rows from c0 go. */
+static inline score_sink sink_of(const tile_task *t, worker_scratch *s, unsigned w, size_t i,
+                                 size_t q0, size_t c0) {
+    score_sink sink = {NULL, t->out_col_stride, NULL, (int64_t)c0};
+    if (t->local_heaps) sink.heap = &s->heaps[i - q0];
+    else if (t->heaps) sink.heap = &t->heaps[(size_t)w * t->x.n + i];
+    else sink.out = t->out + (ptrdiff_t)i * t->out_row_stride + (ptrdiff_t)c0 * t->out_col_stride;
+    return sink;
+}
 
 static void tile_worker(void *ctx, unsigned w, unsigned n_workers) {
     tile_task *t = ctx;
     const tile_plan *p = &t->plan;
+    worker_scratch *s = &t->scratch[w];
     size_t es = elsize_of(t->type);
-    size_t x_lo = 0, x_hi = t->x.n, y_lo = 0, y_hi = t->y.n;
-    if (t->split_x) worker_range(t->x.n, p->mr, w, n_workers, &x_lo, &x_hi);
-    else worker_range(t->y.n, p->nr, w, n_workers, &y_lo, &y_hi);
-    double *dots = t->scratch + (size_t)w * t->scratch_per_worker;
-    double *y_inv = dots + p->qb * p->ldo;
-    score_scratch scratch = {y_inv + p->nb, (uint32_t *)(y_inv + 2 * p->nb)};
-    uint32_t *slow = scratch.idx + p->nb;
-    void *x_table = (char *)t->row_tables + (size_t)w * p->qb * sizeof(void *);
-    void *panel = t->panels + (size_t)w * t->panel_bytes;
-    char *packed_x = t->packed_x ? t->packed_x + (size_t)w * p->qb * t->packed_x_stride : NULL;
-    topk_heap *heaps = t->heaps ? t->heaps + (size_t)w * t->x.n : NULL;
+    size_t x_lo, x_hi, y_lo, y_hi;
+    task_ranges(t, w, n_workers, &x_lo, &x_hi, &y_lo, &y_hi);
     size_t panels = (p->nb + p->nr - 1) / p->nr;
     size_t chunks = t->x.d ? (t->x.d + p->chunk - 1) / p->chunk : 1;
+    /* prefetching the output for writing only pays where it is written in place */
+    int out_lines_ok = t->out != NULL && t->out_col_stride == (ptrdiff_t)es;
     for (size_t q0 = x_lo; q0 < x_hi; q0 += p->qb) {
         size_t q1 = x_hi - q0 < p->qb ? x_hi : q0 + p->qb;
         size_t groups = (q1 - q0 + p->mr - 1) / p->mr;
-        row_table(&t->x, q0, q1, groups * p->mr, x_table, t->type, packed_x, t->packed_x_stride);
+        row_table(&t->x, q0, q1, groups * p->mr, s->row_table, t->type, s->packed_x,
+                  p->packed_x_stride);
+        query_block_begin(t, s, q0, q1);
         for (size_t c0 = y_lo; c0 < y_hi; c0 += p->nb) {
             size_t c1 = y_hi - c0 < p->nb ? y_hi : c0 + p->nb;
             size_t next_end = y_hi - c1 < p->nb ? y_hi : c1 + p->nb;
@@ -898,37 +1074,140 @@ static void tile_worker(void *ctx, unsigned w, unsigned n_workers) {
             prefetcher next_block, out_lines;
             prefetch_start(&next_block, c1 < next_end ? row_at(&t->y, c1) : NULL, t->y.stride,
                            next_end - c1, t->y.d * es, steps);
-            prefetch_start(&out_lines, heaps ? NULL : t->out + (ptrdiff_t)q0 * t->out_row_stride + (ptrdiff_t)(c0 * es),
-                           t->out_row_stride, heaps ? 0 : q1 - q0, (c1 - c0) * es, steps);
-            inverse_norms(t->ops, t->type, &t->y, c0, c1, y_inv);
-            block_rows yb = {&t->y, c0, c1 - c0, y_inv, slow, slow_positions(y_inv, c1 - c0, slow)};
-            block_dots(t->ops, t->type, p, x_table, groups, &t->y, c0, c1, dots, panel, &next_block,
-                       &out_lines);
+            prefetch_start(&out_lines,
+                           out_lines_ok ? t->out + (ptrdiff_t)q0 * t->out_row_stride + (ptrdiff_t)(c0 * es) : NULL,
+                           t->out_row_stride, q1 - q0, (c1 - c0) * es, steps);
+            inverse_norms(t->ops, t->type, &t->y, c0, c1, s->y_inv);
+            block_rows yb = {&t->y, c0, c1 - c0, s->y_inv, s->slow,
+                             slow_positions(s->y_inv, c1 - c0, s->slow)};
+            block_dots(t->ops, t->type, p, s->row_table, groups, &t->y, c0, c1, s->dots, s->panel,
+                       &next_block, &out_lines);
             for (size_t i = q0; i < q1; i++) {
-                score_sink sink = {heaps ? NULL : t->out + (ptrdiff_t)i * t->out_row_stride + (ptrdiff_t)(c0 * es),
-                                   (ptrdiff_t)es, heaps ? &heaps[i] : NULL, (int64_t)c0};
-                score_block_row(t->ops, t->type, t->metric, dots + (i - q0) * p->ldo,
-                                row_at(&t->x, i), t->x_inv[i], &yb, &sink, &scratch);
+                score_sink sink = sink_of(t, s, w, i, q0, c0);
+                score_block_row(t->ops, t->type, t->metric, s->dots + (i - q0) * p->ldo,
+                                row_at(&t->x, i), s->x_inv[i - q0], &yb, &sink, &s->score);
             }
         }
+        query_block_end(t, s, q0, q1);
     }
 }
 
-/* Allocate the per-worker scratch of a tile task. */
-static int tile_task_scratch(engram_arena *arena, tile_task *t, unsigned n_workers) {
-    /* dots, inverse norms, scores, and two index arrays of nb uint32 */
-    t->scratch_per_worker = t->plan.qb * t->plan.ldo + 3 * t->plan.nb;
-    t->scratch = arena_array(arena, (size_t)n_workers * t->scratch_per_worker, sizeof(double));
-    t->row_tables = arena_array(arena, (size_t)n_workers * t->plan.qb, sizeof(void *));
-    /* chunk is a multiple of 16 elements: every packed row starts on a 64-byte line */
-    t->panel_bytes = (size_t)t->plan.nr * t->plan.chunk * elsize_of(t->type);
-    t->panels = arena_array(arena, n_workers, t->panel_bytes);
-    if (!t->scratch || !t->row_tables || !t->panels) return -1;
-    t->packed_x = NULL;
-    t->packed_x_stride = (t->x.d * elsize_of(t->type) + 63) / 64 * 64;
-    if (!rows_line_aligned(&t->x)) {
-        t->packed_x = arena_array(arena, (size_t)n_workers * t->plan.qb, t->packed_x_stride);
-        if (t->packed_x == NULL) return -1;
+/* Corpus rows [c0, c1) transposed: yt[k * ENGRAM_SIM_COLS + j] = y_{c0+j}[k], zero past c1. */
+static void transpose_block(engram_float_type type, const rows_view *y, size_t c0, size_t c1,
+                            void *yt) {
+    size_t d = y->d, n = c1 - c0;
+    if (type == ENGRAM_FLOAT32) {
+        float *o = yt;
+        for (size_t j = 0; j < n; j++) {
+            const float *row = row_at(y, c0 + j);
+            for (size_t k = 0; k < d; k++) o[k * ENGRAM_SIM_COLS + j] = row[k];
+        }
+        for (size_t k = 0; k < d && n < ENGRAM_SIM_COLS; k++)
+            memset(o + k * ENGRAM_SIM_COLS + n, 0, (ENGRAM_SIM_COLS - n) * sizeof(float));
+    } else {
+        double *o = yt;
+        for (size_t j = 0; j < n; j++) {
+            const double *row = row_at(y, c0 + j);
+            for (size_t k = 0; k < d; k++) o[k * ENGRAM_SIM_COLS + j] = row[k];
+        }
+        for (size_t k = 0; k < d && n < ENGRAM_SIM_COLS; k++)
+            memset(o + k * ENGRAM_SIM_COLS + n, 0, (ENGRAM_SIM_COLS - n) * sizeof(double));
+    }
+}
+
+static void cols_worker(void *ctx, unsigned w, unsigned n_workers) {
+    tile_task *t = ctx;
+    const tile_plan *p = &t->plan;
+    worker_scratch *s = &t->scratch[w];
+    size_t es = elsize_of(t->type), d = t->x.d;
+    size_t x_lo, x_hi, y_lo, y_hi;
+    task_ranges(t, w, n_workers, &x_lo, &x_hi, &y_lo, &y_hi);
+    size_t block_bytes = d * ENGRAM_SIM_COLS * es; /* one transposed corpus block */
+    ptrdiff_t x_stride = t->x.stride / (ptrdiff_t)es;
+    for (size_t q0 = x_lo; q0 < x_hi; q0 += p->qb) {
+        size_t q1 = x_hi - q0 < p->qb ? x_hi : q0 + p->qb;
+        query_block_begin(t, s, q0, q1);
+        for (size_t s0 = y_lo; s0 < y_hi; s0 += p->sb) {
+            size_t s1 = y_hi - s0 < p->sb ? y_hi : s0 + p->sb;
+            size_t blocks = (s1 - s0 + p->nb - 1) / p->nb;
+            inverse_norms(t->ops, t->type, &t->y, s0, s1, s->y_inv);
+            for (size_t b = 0; b < blocks; b++) {
+                size_t c0 = s0 + b * p->nb, c1 = s1 - c0 < p->nb ? s1 : c0 + p->nb;
+                transpose_block(t->type, &t->y, c0, c1, (char *)s->panel + b * block_bytes);
+                s->slow_count[b] = slow_positions(s->y_inv + (c0 - s0), c1 - c0, s->slow + (c0 - s0));
+            }
+            for (size_t g0 = q0; g0 < q1; g0 += p->mr) {
+                size_t g1 = q1 - g0 < p->mr ? q1 : g0 + p->mr;
+                for (size_t b = 0; b < blocks; b++) {
+                    size_t c0 = s0 + b * p->nb, c1 = s1 - c0 < p->nb ? s1 : c0 + p->nb;
+                    const void *yt = (const char *)s->panel + b * block_bytes;
+                    if (t->type == ENGRAM_FLOAT32)
+                        t->ops->dot_cols_f32(row_at(&t->x, g0), x_stride, g1 - g0, yt, d, s->dots,
+                                             p->ldo);
+                    else
+                        t->ops->dot_cols_f64(row_at(&t->x, g0), x_stride, g1 - g0, yt, d, s->dots,
+                                             p->ldo);
+                    block_rows yb = {&t->y, c0, c1 - c0, s->y_inv + (c0 - s0), s->slow + (c0 - s0),
+                                     s->slow_count[b]};
+                    for (size_t i = g0; i < g1; i++) {
+                        score_sink sink = sink_of(t, s, w, i, q0, c0);
+                        score_block_row(t->ops, t->type, t->metric, s->dots + (i - g0) * p->ldo,
+                                        row_at(&t->x, i), s->x_inv[i - q0], &yb, &sink, &s->score);
+                    }
+                }
+            }
+        }
+        query_block_end(t, s, q0, q1);
+    }
+}
+
+/*
+ * Size the blocks for n_workers and allocate their scratch.  heap_bytes:
+ * top-k heap bytes per query row when heaps are kept per query block.
+ */
+static int tile_task_prepare(engram_arena *arena, tile_task *t, unsigned n_workers,
+                             size_t heap_bytes) {
+    tile_plan *p = &t->plan;
+    size_t es = elsize_of(t->type), d = t->x.d;
+    /* one worker's share of the split side */
+    size_t rows = t->x.n, cols = t->y.n;
+    if (t->split_x) rows = ((t->x.n + p->mr - 1) / p->mr + n_workers - 1) / n_workers * p->mr;
+    else cols = ((t->y.n + p->nr - 1) / p->nr + n_workers - 1) / n_workers * p->nr;
+    plan_blocks(p, t->type, d, rows, cols, heap_bytes);
+    t->scratch = arena_array(arena, n_workers, sizeof(worker_scratch));
+    if (t->scratch == NULL) return -1;
+    for (unsigned w = 0; w < n_workers; w++) {
+        worker_scratch *s = &t->scratch[w];
+        memset(s, 0, sizeof *s);
+        size_t y_len = p->cols ? p->sb : p->nb;
+        s->dots = arena_array(arena, (p->cols ? p->mr : p->qb) * p->ldo, sizeof(double));
+        s->x_inv = arena_array(arena, p->qb, sizeof(double));
+        s->y_inv = arena_array(arena, y_len, sizeof(double));
+        s->slow = arena_array(arena, y_len, sizeof(uint32_t));
+        s->score.scores = arena_array(arena, p->nb, sizeof(double));
+        s->score.idx = arena_array(arena, p->nb, sizeof(uint32_t));
+        if (!s->dots || !s->x_inv || !s->y_inv || !s->slow || !s->score.scores || !s->score.idx)
+            return -1;
+        if (p->cols) {
+            size_t blocks = p->sb / p->nb;
+            s->slow_count = arena_array(arena, blocks, sizeof(size_t));
+            s->panel = arena_array(arena, blocks * ENGRAM_SIM_COLS, (d ? d : 1) * es);
+            if (!s->slow_count || !s->panel) return -1;
+        } else {
+            s->row_table = arena_array(arena, p->qb, sizeof(void *));
+            /* chunk is a multiple of 16 elements: every packed row starts on a 64-byte line */
+            s->panel = arena_array(arena, p->nr, p->chunk * es);
+            if (!s->row_table || !s->panel) return -1;
+            if (p->packed_x_stride) {
+                s->packed_x = arena_array(arena, p->qb, p->packed_x_stride);
+                if (s->packed_x == NULL) return -1;
+            }
+        }
+        if (t->local_heaps) {
+            s->heaps = arena_array(arena, p->qb, sizeof(topk_heap));
+            s->items = arena_array(arena, p->qb * (t->cap ? t->cap : 1), sizeof(scored));
+            if (!s->heaps || !s->items) return -1;
+        }
     }
     return 0;
 }
@@ -948,11 +1227,17 @@ engram_status engram_cosine_vectors(engram_arena *arena, engram_float_type type,
     return ENGRAM_OK;
 }
 
+static size_t work_of(size_t m, size_t n, size_t d) {
+    size_t work = m * n;
+    return d && work > SIZE_MAX / d ? SIZE_MAX : work * (d ? d : 1);
+}
+
 engram_status engram_cosine(engram_arena *arena, engram_float_type type,
                             const engram_vectors *xv, const engram_vectors *yv, void *out,
-                            ptrdiff_t out_row_stride_bytes, int threads) {
+                            ptrdiff_t out_row_stride_bytes, ptrdiff_t out_col_stride_bytes,
+                            int threads) {
     const engram_similarity_ops *ops = engram_similarity();
-    size_t m = xv->n, n = yv->n, d = xv->d, es = elsize_of(type);
+    size_t m = xv->n, n = yv->n, d = xv->d;
     if (m == 0 || n == 0) return ENGRAM_OK;
     rows_view x, y;
     if (contiguous_rows(arena, type, xv, &x) < 0 || contiguous_rows(arena, type, yv, &y) < 0)
@@ -967,7 +1252,7 @@ engram_status engram_cosine(engram_arena *arena, engram_float_type type,
             .q = x_is_vector ? x.base : y.base,
             .rows = x_is_vector ? y : x,
             .out = out,
-            .out_stride = x_is_vector ? (ptrdiff_t)es : out_row_stride_bytes,
+            .out_stride = x_is_vector ? out_col_stride_bytes : out_row_stride_bytes,
         };
         t.q_inv = vector_inverse_norm(ops, type, t.q, d);
         unsigned nt = engram_threads_for(threads, t.rows.n * (d ? d : 1), STREAM_PARALLEL_WORK,
@@ -986,20 +1271,15 @@ engram_status engram_cosine(engram_arena *arena, engram_float_type type,
         .y = y,
         .out = out,
         .out_row_stride = out_row_stride_bytes,
+        .out_col_stride = out_col_stride_bytes,
     };
-    t.plan = make_plan(ops, type, d, m);
-    double *x_inv = arena_array(arena, m, sizeof(double));
-    if (x_inv == NULL) return ENGRAM_ERR_NOMEM;
-    inverse_norms(ops, type, &x, 0, m, x_inv);
-    t.x_inv = x_inv;
+    t.plan = make_plan(ops, type, &x);
     /* split the longer side; either way each pair is computed identically */
     t.split_x = m > n;
     size_t units = t.split_x ? (m + t.plan.mr - 1) / t.plan.mr : (n + t.plan.nr - 1) / t.plan.nr;
-    size_t work = m * n;
-    work = d && work > SIZE_MAX / d ? SIZE_MAX : work * (d ? d : 1);
-    unsigned nt = engram_threads_for(threads, work, TILE_PARALLEL_WORK, units);
-    if (tile_task_scratch(arena, &t, nt) < 0) return ENGRAM_ERR_NOMEM;
-    engram_parallel(nt, tile_worker, &t);
+    unsigned nt = engram_threads_for(threads, work_of(m, n, d), TILE_PARALLEL_WORK, units);
+    if (tile_task_prepare(arena, &t, nt, 0) < 0) return ENGRAM_ERR_NOMEM;
+    engram_parallel(nt, t.plan.cols ? cols_worker : tile_worker, &t);
     return ENGRAM_OK;
 }
 
@@ -1013,8 +1293,7 @@ engram_status engram_top_k(engram_arena *arena, engram_float_type type,
     if (contiguous_rows(arena, type, qv, &x) < 0 || contiguous_rows(arena, type, cv, &y) < 0)
         return ENGRAM_ERR_NOMEM;
     size_t cap = k < n ? k : n;
-    size_t work = m * n;
-    work = d && work > SIZE_MAX / d ? SIZE_MAX : work * (d ? d : 1);
+    size_t work = work_of(m, n, d);
     unsigned nt;
     topk_heap *heaps;
     if (m == 1) {
@@ -1034,22 +1313,35 @@ engram_status engram_top_k(engram_arena *arena, engram_float_type type,
         engram_parallel(nt, stream_worker, &t);
     } else {
         tile_task t = {
-            .ops = ops, .type = type, .metric = metric, .x = x, .y = y, .split_x = 0,
+            .ops = ops, .type = type, .metric = metric, .x = x, .y = y,
+            .k = k, .cap = cap, .scores = scores, .ids = ids,
         };
-        t.plan = make_plan(ops, type, d, m);
-        double *x_inv = arena_array(arena, m, sizeof(double));
-        if (x_inv == NULL) return ENGRAM_ERR_NOMEM;
-        inverse_norms(ops, type, &x, 0, m, x_inv);
-        t.x_inv = x_inv;
+        t.plan = make_plan(ops, type, &x);
+        size_t heap_bytes = sizeof(topk_heap) + cap * sizeof(scored);
+        /*
+         * Few queries against a longer corpus: split the corpus and merge the
+         * workers' heaps of every query.  Otherwise split the queries; each
+         * worker stores its queries' results as their block ends.
+         */
         nt = engram_threads_for(threads, work, TILE_PARALLEL_WORK,
                                 n ? (n + t.plan.nr - 1) / t.plan.nr : 1);
-        if (tile_task_scratch(arena, &t, nt) < 0) return ENGRAM_ERR_NOMEM;
-        heaps = arena_array(arena, (size_t)nt * m, sizeof(topk_heap));
-        scored *items = arena_array(arena, (size_t)nt * m * (cap ? cap : 1), sizeof(scored));
-        if (heaps == NULL || items == NULL) return ENGRAM_ERR_NOMEM;
-        for (size_t h = 0; h < (size_t)nt * m; h++) heap_init(&heaps[h], items + h * cap, cap);
-        t.heaps = heaps;
-        engram_parallel(nt, tile_worker, &t);
+        int shared = nt > 1 && m <= n && heap_bytes <= SHARED_HEAPS_BYTES / m / nt;
+        if (!shared) {
+            t.split_x = 1;
+            t.local_heaps = 1;
+            nt = engram_threads_for(threads, work, TILE_PARALLEL_WORK, (m + t.plan.mr - 1) / t.plan.mr);
+        }
+        if (tile_task_prepare(arena, &t, nt, shared ? 0 : heap_bytes) < 0) return ENGRAM_ERR_NOMEM;
+        if (shared) {
+            heaps = arena_array(arena, (size_t)nt * m, sizeof(topk_heap));
+            scored *items = arena_array(arena, (size_t)nt * m * (cap ? cap : 1), sizeof(scored));
+            if (heaps == NULL || items == NULL) return ENGRAM_ERR_NOMEM;
+            for (size_t h = 0; h < (size_t)nt * m; h++) heap_init(&heaps[h], items + h * cap, cap);
+            t.heaps = heaps;
+        }
+        engram_parallel(nt, t.plan.cols ? cols_worker : tile_worker, &t);
+        if (!shared) return ENGRAM_OK;
+        heaps = t.heaps;
     }
     /* merge: worker w's heap of query i is heaps[w * m + i] (m == 1: heaps[w]) */
     scored *buffer = arena_array(arena, (size_t)nt * (cap ? cap : 1), sizeof(scored));
@@ -1062,14 +1354,26 @@ engram_status engram_top_k(engram_arena *arena, engram_float_type type,
     return ENGRAM_OK;
 }
 
+/* Elements [0, d) of a contiguous row to out with `stride` bytes between elements (memcpy: any alignment). */
+static void scatter_row(engram_float_type type, char *dst, ptrdiff_t stride, const void *src,
+                        size_t d) {
+    size_t es = elsize_of(type);
+    for (size_t j = 0; j < d; j++) memcpy(dst + (ptrdiff_t)j * stride, (const char *)src + j * es, es);
+}
+
 engram_status engram_normalize(engram_arena *arena, engram_float_type type,
                                const engram_vectors *xv, void *out,
-                               ptrdiff_t out_row_stride_bytes) {
+                               ptrdiff_t out_row_stride_bytes, ptrdiff_t out_col_stride_bytes) {
     const engram_similarity_ops *ops = engram_similarity();
-    size_t n = xv->n, d = xv->d;
+    size_t n = xv->n, d = xv->d, es = elsize_of(type);
     if (n == 0 || d == 0) return ENGRAM_OK;
     rows_view x;
     if (contiguous_rows(arena, type, xv, &x) < 0) return ENGRAM_ERR_NOMEM;
+    /* rows are written in place when out's are contiguous and aligned, else through `row` */
+    int direct = (d == 1 || out_col_stride_bytes == (ptrdiff_t)es) &&
+                 (uintptr_t)out % es == 0 && out_row_stride_bytes % (ptrdiff_t)es == 0;
+    char *row_scratch = NULL;
+    if (!direct && (row_scratch = arena_array(arena, d, es)) == NULL) return ENGRAM_ERR_NOMEM;
     double inv[BLOCK_ROWS];
     for (size_t b = 0; b < n; b += BLOCK_ROWS) {
         size_t nb = n - b < BLOCK_ROWS ? n - b : BLOCK_ROWS;
@@ -1077,7 +1381,8 @@ engram_status engram_normalize(engram_arena *arena, engram_float_type type,
         inverse_norms(ops, type, &x, b, b + nb, inv);
         for (size_t i = 0; i < nb; i++) {
             const void *row = row_at(&x, b + i);
-            char *dst = (char *)out + (ptrdiff_t)(b + i) * out_row_stride_bytes;
+            char *target = (char *)out + (ptrdiff_t)(b + i) * out_row_stride_bytes;
+            char *dst = direct ? target : row_scratch;
             double s = inv[i];
             if (ENGRAM_LIKELY(s > 0)) {
                 if (type == ENGRAM_FLOAT32) ops->scale_f32(row, s, (float *)dst, d);
@@ -1085,7 +1390,7 @@ engram_status engram_normalize(engram_arena *arena, engram_float_type type,
             } else if (isnan(s)) {
                 for (size_t j = 0; j < d; j++) store_score(type, dst, j, NAN);
             } else if (s == 0) {
-                memmove(dst, row, d * elsize_of(type)); /* keeps the signs of zeros */
+                memmove(dst, row, d * es); /* keeps the signs of zeros */
             } else {
                 /* scaled: the largest element becomes [0.5, 1), then divide by the norm */
                 double mx = type == ENGRAM_FLOAT32 ? max_abs_f32(row, d) : max_abs_f64(row, d);
@@ -1103,6 +1408,7 @@ engram_status engram_normalize(engram_arena *arena, engram_float_type type,
                     store_score(type, dst, j, a * r);
                 }
             }
+            if (!direct) scatter_row(type, target, out_col_stride_bytes, dst, d);
         }
     }
     return ENGRAM_OK;

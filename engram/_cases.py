@@ -28,7 +28,7 @@ def inject_rows(rng: np.random.Generator, a: np.ndarray, kinds) -> np.ndarray:
     negated (exact ties and cosines of exactly +-1).
     """
     a = np.array(a, copy=True)
-    f32 = a.dtype == np.float32
+    f32 = a.dtype.itemsize == 4
     denormal = 1e-41 if f32 else 1e-312
     tiny, huge = (1e-21, 1e21) if f32 else (1e-160, 1e160)
     n, d = a.shape
@@ -102,7 +102,8 @@ def _sim_sizes(rng, d, max_work=1 << 17):
 
 
 def _sim_tolerance(*arrays) -> float:
-    return 1e-6 if all(np.asarray(a).dtype == np.float32 for a in arrays) else 1e-12
+    # float32 in either byte order
+    return 1e-6 if all(np.asarray(a).dtype.itemsize == 4 for a in arrays) else 1e-12
 
 
 def _cosine_random_case(rng: np.random.Generator) -> Case:
@@ -157,12 +158,11 @@ def _sim_reference_scores(q, c, metric):
     """float64 scores of every pair, rounded as the result dtype rounds them."""
     q2 = np.atleast_2d(np.asarray(q))
     c = np.asarray(c)
-    dtype = np.float32 if q2.dtype == np.float32 and c.dtype == np.float32 else np.float64
+    dtype = np.float32 if q2.dtype.itemsize == 4 and c.dtype.itemsize == 4 else np.float64
     if metric == "cosine":
         s = _sim_reference._cosine_matrix(q2, c)
     else:
-        with np.errstate(invalid="ignore", over="ignore"):
-            s = q2.astype(np.float64) @ c.astype(np.float64).T
+        s = _sim_reference._dot_matrix(q2, c)
     return s.astype(dtype).astype(np.float64)
 
 

@@ -7,6 +7,8 @@ oracle of the differential tests and the ``reference`` backend
 """
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 __all__: list[str] = []
@@ -27,7 +29,8 @@ def _float_array(fname: str, name: str, value, ndims: tuple) -> np.ndarray:
     except Exception as exc:  # e.g. ragged sequences
         raise TypeError(f"{fname}(): {name} must be a float32 or float64 array, got "
                         f"{type(value).__name__} ({exc})") from None
-    if a.dtype not in (np.float32, np.float64):
+    # float32/float64 in either byte order, like the C core (which converts once)
+    if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
         raise TypeError(f"{fname}(): {name} must be a float32 or float64 array, got {_describe(a)}")
     if a.ndim not in ndims:
         expected = f"{ndims[0]}-dimensional" if len(ndims) == 1 else f"{ndims[0]}- to {ndims[-1]}-dimensional"
@@ -43,17 +46,42 @@ def _same_dim(fname, a_name, a, b_name, b):
 
 
 def _result_dtype(*arrays) -> np.dtype:
-    return np.dtype(np.float32) if all(a.dtype == np.float32 for a in arrays) else np.dtype(np.float64)
+    """Native float32 if every input is float32 (any byte order), else native float64."""
+    return np.dtype(np.float32) if all(a.dtype.itemsize == 4 for a in arrays) else np.dtype(np.float64)
+
+
+def _row_exponents(a: np.ndarray):
+    """Per row of ``a`` (float64, 2-D): e with the largest finite |element| in [2**(e-1), 2**e)
+    (0 for a zero row), which rows are finite, and which are nonzero."""
+    finite = np.isfinite(a).all(axis=1)
+    largest = np.abs(np.where(np.isfinite(a), a, 0.0)).max(axis=1, initial=0.0)
+    nonzero = largest > 0
+    _, exponent = np.frexp(np.where(nonzero, largest, 1.0))
+    return exponent, finite, nonzero
 
 
 def _scaled_rows(a: np.ndarray):
     """Rows of ``a`` (float64, 2-D) scaled by powers of two so the largest |element| is in
     [0.5, 1) (exact), plus which rows are finite and which are nonzero."""
-    finite = np.isfinite(a).all(axis=1)
-    largest = np.abs(np.where(np.isfinite(a), a, 0.0)).max(axis=1, initial=0.0)
-    nonzero = largest > 0
-    _, exponent = np.frexp(np.where(nonzero, largest, 1.0))
+    exponent, finite, nonzero = _row_exponents(a)
     return np.ldexp(a, -exponent[:, None]), finite, nonzero
+
+
+def _dot_matrix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """float64 dot products of the rows of x and y.  Pairs of finite rows are computed on rows
+    scaled by powers of two (exact) and scaled back, so products beyond the float64 range give
+    the true finite or infinite dot instead of inf - inf = NaN; a row holding NaN or inf keeps
+    the plain IEEE sum."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    x_exp, x_finite, _ = _row_exponents(x)
+    y_exp, y_finite, _ = _row_exponents(y)
+    with np.errstate(invalid="ignore", over="ignore"):
+        plain = x @ y.T
+        xs = np.ldexp(np.where(x_finite[:, None], x, 0.0), -x_exp[:, None])
+        ys = np.ldexp(np.where(y_finite[:, None], y, 0.0), -y_exp[:, None])
+        scaled = np.ldexp(xs @ ys.T, x_exp[:, None] + y_exp[None, :])
+    return np.where(x_finite[:, None] & y_finite[None, :], scaled, plain)
 
 
 def _cosine_matrix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -89,12 +117,17 @@ def _check_out(fname, out, dtype, shape, inputs):
 
 
 def _check_threads(fname, threads):
+    """None, or any integer (anything with __index__ but bool) in 1..256."""
     if threads is None:
         return
-    if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool):
+    try:
+        n = None if isinstance(threads, bool) else operator.index(threads)
+    except TypeError:
+        n = None
+    if n is None:
         raise TypeError(f"{fname}(): threads must be None or a positive int, got {type(threads).__name__}")
-    if not 1 <= threads <= 256:
-        raise ValueError(f"{fname}(): threads must be None or in 1..256, got {threads}")
+    if not 1 <= n <= 256:
+        raise ValueError(f"{fname}(): threads must be None or in 1..256, got {n}")
 
 
 def cosine_similarity(x, y, *, out=None, threads=None):
@@ -131,15 +164,18 @@ def normalize(x, *, out=None):
     with np.errstate(invalid="ignore", divide="ignore"):
         result = np.where(nonzero[:, None], scaled / norm[:, None], rows)
     result[~finite] = np.nan
-    result = result.reshape(xa.shape).astype(xa.dtype)
+    dtype = _result_dtype(xa)
+    result = result.reshape(xa.shape).astype(dtype)
     if out is None:
         return result
+    # in place only into exactly x: same memory, layout and dtype (byte order included)
     if isinstance(out, np.ndarray) and out is not xa and np.shares_memory(out, xa) and not (
         out.__array_interface__["data"][0] == xa.__array_interface__["data"][0]
         and out.strides == xa.strides
+        and out.dtype == xa.dtype
     ):
         raise ValueError(f"{fname}(): out overlaps x in memory; pass a separate array or exactly the same array")
-    _check_out(fname, out, xa.dtype, xa.shape, [])
+    _check_out(fname, out, dtype, xa.shape, [])
     out[...] = result
     return out
 
@@ -174,8 +210,7 @@ def top_k(queries, corpus, k, *, metric="cosine", threads=None):
         if metric == "cosine":
             s = _cosine_matrix(qb, c64)
         else:
-            with np.errstate(invalid="ignore", over="ignore"):
-                s = qb.astype(np.float64) @ c64.T
+            s = _dot_matrix(qb, c64)
         s = s.astype(dtype).astype(np.float64)  # compare what the caller sees
         for i, row in enumerate(s):
             valid = np.flatnonzero(~np.isnan(row))

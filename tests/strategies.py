@@ -73,6 +73,39 @@ def vector_layouts(draw, vector: np.ndarray):
         return wide[::2]
     return np.ascontiguousarray(vector[::-1])[::-1]
 
+
+OUT_LAYOUTS = ["c", "fortran", "col_strided", "reversed", "unaligned"]
+
+
+def out_in_layout(kind, shape, dtype, fill=7.0):
+    """(out, base): a writeable `out` of `shape` and `dtype` filled with `fill`, laid out as
+    `kind`, and the whole buffer it is a view of (to check nothing else gets written)."""
+    dtype = np.dtype(dtype)
+    shape = tuple(shape)
+    if kind == "c":
+        base = np.full(shape, fill, dtype)
+        return base, base
+    if kind == "fortran":
+        base = np.full(shape, fill, dtype, order="F")
+        return base, base
+    if kind == "col_strided":
+        base = np.full(shape[:-1] + (2 * shape[-1],), fill, dtype)
+        return base[..., ::2], base
+    if kind == "reversed":
+        base = np.full(shape, fill, dtype)
+        return base[(slice(None, None, -1),) * len(shape)], base
+    assert kind == "unaligned"
+    raw = np.zeros(int(np.prod(shape)) * dtype.itemsize + 1, np.uint8)
+    out = raw[1:].view(dtype).reshape(shape)
+    out[...] = fill
+    return out, raw
+
+
+@st.composite
+def out_layouts(draw, shape, dtype):
+    """out_in_layout() for a drawn layout."""
+    return out_in_layout(draw(st.sampled_from(OUT_LAYOUTS)), shape, dtype)
+
 # ==== end similarity ====
 
 # ==== spread ====

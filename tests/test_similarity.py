@@ -15,8 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import (
+    OUT_LAYOUTS,
     STRADDLING_DIMS,
     layouts,
+    out_in_layout,
+    out_layouts,
     similarity_matrix,
     similarity_shapes,
     vector_layouts,
@@ -42,6 +45,18 @@ dtypes = st.sampled_from([np.float32, np.float64])
 
 def result_dtype(*arrays):
     return np.dtype(np.float32) if all(a.dtype == np.float32 for a in arrays) else np.dtype(np.float64)
+
+
+def call_with_out(fn, args, out_and_base, **kwargs):
+    """fn(*args, out=out): returns out's values, checking that fn returned out itself and
+    wrote nothing in out's buffer outside out's elements."""
+    out, base = out_and_base
+    before = base.copy()
+    assert fn(*args, out=out, **kwargs) is out
+    got = out.copy()
+    out[...] = 7.0  # the fill out_in_layout() gave it
+    assert base.tobytes() == before.tobytes(), "written outside out's elements"
+    return got
 
 
 def assert_close(got, expected, tol, what=""):
@@ -94,6 +109,11 @@ def test_one_to_many_matches_reference(simd_level, data, dtype, shape):
     got = engram.cosine_similarity(rows_in, vec_in)
     assert got.dtype == dtype and got.shape == (n,)
     assert_close(got, expected, tol, f"{simd_level} (m,d)x(d,) m={n} d={d}")
+    out = data.draw(out_layouts((n,), dtype), label="out")
+    got = call_with_out(engram.cosine_similarity, (vec_in, rows_in), out)
+    assert_close(got, expected, tol, f"{simd_level} (d,)x(n,d) into out")
+    got = call_with_out(engram.cosine_similarity, (rows_in, vec_in), out)
+    assert_close(got, expected, tol, f"{simd_level} (m,d)x(d,) into out")
 
 
 @level_settings
@@ -106,8 +126,11 @@ def test_many_to_many_matches_reference(simd_level, data, dtype, shape):
     y_in = data.draw(layouts(y), label="y layout")
     got = engram.cosine_similarity(x_in, y_in)
     assert got.dtype == dtype and got.shape == (m, n)
-    assert_close(got, ref._cosine_matrix(x, y), TOLERANCE[np.dtype(dtype)],
-                 f"{simd_level} ({m},{d})x({n},{d})")
+    expected = ref._cosine_matrix(x, y)
+    assert_close(got, expected, TOLERANCE[np.dtype(dtype)], f"{simd_level} ({m},{d})x({n},{d})")
+    out = data.draw(out_layouts((m, n), dtype), label="out")
+    got = call_with_out(engram.cosine_similarity, (x_in, y_in), out)
+    assert_close(got, expected, TOLERANCE[np.dtype(dtype)], f"{simd_level} ({m},{d})x({n},{d}) into out")
 
 
 @level_settings
@@ -134,11 +157,13 @@ def test_float32_flush_keeps_long_vectors_accurate(simd_level, rng, d):
     assert abs(engram.cosine_similarity(x[0], y[0]) - expected[0, 0]) <= 1e-6
 
 
-def test_tile_position_does_not_change_a_pair(simd_level, rng):
-    """Permuting rows moves pairs between tile slots and blocks; their values stay bit-identical."""
+@pytest.mark.parametrize("d", [5, 40, 67, 130])  # small-d columns and register tiles
+def test_tile_position_does_not_change_a_pair(simd_level, rng, d):
+    """Permuting rows moves pairs between tile slots (or vector lanes) and blocks; their values
+    stay bit-identical."""
     for dtype in (np.float32, np.float64):
-        x = rng.standard_normal((29, 67)).astype(dtype)
-        y = rng.standard_normal((83, 67)).astype(dtype)
+        x = rng.standard_normal((29, d)).astype(dtype)
+        y = rng.standard_normal((83, d)).astype(dtype)
         full = engram.cosine_similarity(x, y)
         p, r = rng.permutation(29), rng.permutation(83)
         np.testing.assert_array_equal(engram.cosine_similarity(x[p], y[r]), full[p][:, r])
@@ -189,6 +214,67 @@ def test_out_is_written_and_returned(simd_level, rng):
     np.testing.assert_array_equal(vec, engram.cosine_similarity(x, y[0]))
 
 
+@pytest.mark.parametrize("layout", OUT_LAYOUTS)
+def test_out_in_any_layout(simd_level, rng, layout):
+    """Any writeable out of the right shape and dtype works, as in NumPy (Fortran order,
+    strided or reversed columns, unaligned): the reference's values, nothing else written."""
+    cs = engram.cosine_similarity
+    for dtype in (np.float32, np.float64):
+        tol = TOLERANCE[np.dtype(dtype)]
+        for m, n, d in ((7, 9, 3), (7, 9, 40), (5, 6, 200), (70, 150, 5)):  # small-d and tile paths
+            x = rng.standard_normal((m, d)).astype(dtype)
+            y = rng.standard_normal((n, d)).astype(dtype)
+            x[1] = 0
+            y[2, 0] = np.nan
+            expected = ref.cosine_similarity(x, y)
+            what = f"{simd_level} {layout} {np.dtype(dtype)} ({m},{d})x({n},{d})"
+            assert_close(call_with_out(cs, (x, y), out_in_layout(layout, (m, n), dtype)), expected, tol, what)
+            assert_close(call_with_out(cs, (x[0], y), out_in_layout(layout, (n,), dtype)), expected[0], tol, what)
+            assert_close(call_with_out(cs, (x, y[0]), out_in_layout(layout, (m,), dtype)), expected[:, 0], tol, what)
+            assert_close(call_with_out(engram.normalize, (x,), out_in_layout(layout, x.shape, dtype)),
+                         ref.normalize(x), tol, what)
+            assert_close(call_with_out(engram.normalize, (x[0],), out_in_layout(layout, (d,), dtype)),
+                         ref.normalize(x[0]), tol, what)
+
+
+def test_out_views_numpy_users_pass(simd_level, rng):
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    y = rng.standard_normal((6, 5)).astype(np.float32)
+    expected = ref.cosine_similarity(x, y)
+    backing = np.zeros(8, np.float32)
+    got = engram.cosine_similarity(x, y[0], out=backing[::-2])  # a reversed, strided 1-D view
+    assert_close(got, expected[:, 0], 1e-6)
+    assert not backing[::2].any()
+    transposed = np.zeros((6, 4), np.float32)
+    engram.cosine_similarity(x, y, out=transposed.T)  # Fortran order
+    assert_close(transposed.T, expected, 1e-6)
+    grid = np.zeros((6, 12), np.float32)
+    engram.normalize(x, out=grid[1:5, 10:0:-2])  # reversed, strided columns
+    assert_close(grid[1:5, 10:0:-2], ref.normalize(x), 1e-6)
+    grid[1:5, 10:0:-2] = 0
+    assert not grid.any()
+
+
+def test_out_overlapping_a_converted_input_is_rejected():
+    """The overlap check looks at the caller's arrays, not the copies made of them
+    (promotion to float64, byte order, alignment): out never clobbers an input."""
+    rng = np.random.default_rng(3)
+    buf = np.zeros(64, np.float64)
+    x = buf.view(np.float32)[:24].reshape(3, 8)  # float32, promoted to a float64 copy
+    x[...] = rng.standard_normal((3, 8))
+    before = buf.copy()
+    for backend in ("c", "reference"):
+        with engram.backend(backend), pytest.raises(ValueError, match="out overlaps x"):
+            engram.cosine_similarity(x, rng.standard_normal((4, 8)), out=buf[:12].reshape(3, 4))
+        assert buf.tobytes() == before.tobytes(), backend
+
+
+def test_huge_float64_rows_overflowing_products():
+    """x with 1e160-scale rows has squared norms past the float64 range: cosines still exact."""
+    a = np.array([[1e160, 1e160], [1e160, -1e160], [3e200, 4e200]])
+    assert_close(engram.cosine_similarity(a, a), ref.cosine_similarity(a, a), 1e-12)
+
+
 def test_array_likes_and_lists():
     assert engram.cosine_similarity([1.0, 0.0], [0.0, 2.0]) == 0.0
     got = engram.cosine_similarity([[1.0, 0.0], [1.0, 1.0]], [1.0, 0.0])
@@ -216,9 +302,7 @@ def test_normalize_matches_reference(simd_level, data, dtype, d, n, one_d, out_k
     if out_kind == "none":
         got = engram.normalize(x_in)
     elif out_kind == "separate":
-        out = np.full(x.shape, 7.0, dtype=dtype)
-        got = engram.normalize(x_in, out=out)
-        assert got is out
+        got = call_with_out(engram.normalize, (x_in,), data.draw(out_layouts(x.shape, dtype), label="out"))
     else:
         work = x.copy()
         got = engram.normalize(work, out=work)
@@ -255,8 +339,7 @@ def reference_scores(q2, corpus, metric, dtype):
     if metric == "cosine":
         s = ref._cosine_matrix(q2, corpus)
     else:
-        with np.errstate(invalid="ignore", over="ignore"):
-            s = q2.astype(np.float64) @ corpus.astype(np.float64).T
+        s = ref._dot_matrix(q2, corpus)
     return s.astype(dtype).astype(np.float64)
 
 
@@ -354,6 +437,138 @@ def test_top_k_dot_keeps_infinite_scores(simd_level):
     scores, ids = engram.top_k(np.array([10.0, 10.0], np.float32), corpus, 4, metric="dot")
     np.testing.assert_array_equal(ids, [1, 0, 3, 2])
     assert scores[0] == np.inf and scores[3] == -np.inf
+
+
+def _exact_dot(x, y):
+    """The float64 value of the exact dot product (rounded once)."""
+    from fractions import Fraction
+
+    total = sum(Fraction(float(a)) * Fraction(float(b)) for a, b in zip(x, y))
+    try:
+        return float(total)
+    except OverflowError:
+        return np.inf if total > 0 else -np.inf
+
+
+def test_top_k_dot_float64_products_beyond_the_range(simd_level):
+    """Products of ~1e160 elements overflow float64: the sum is the true finite value or the
+    signed infinity, never inf - inf = NaN (which would drop the row)."""
+    a = 2.0**530  # ~3.5e159; powers of two keep every product and sum exact
+    corpus = np.array([[a, a], [a, -a * (1 - 2.0**-40)], [-a, -a], [1.0, 2.0], [2.0**-600, 0.0]])
+    queries = np.array([[a, a], [-a, -a], [1.0, 1.0]])
+    for q in (queries[0], queries):  # one query (streaming) and many (blocks)
+        scores, ids = engram.top_k(q, corpus, len(corpus), metric="dot")
+        ref_scores, ref_ids = ref.top_k(q, corpus, len(corpus), metric="dot")
+        np.testing.assert_array_equal(ids, ref_ids)
+        for i, qi in enumerate(np.atleast_2d(q)):
+            exact = np.array([_exact_dot(qi, row) for row in corpus])
+            order = np.lexsort((np.arange(len(corpus)), -exact))
+            np.testing.assert_array_equal(np.atleast_2d(ids)[i], order)
+            for got in (np.atleast_2d(scores)[i], np.atleast_2d(ref_scores)[i]):
+                assert not np.isnan(got).any()
+                np.testing.assert_allclose(got, exact[order], rtol=1e-12, atol=0)
+    scores, ids = engram.top_k(queries[0], corpus, 3, metric="dot")
+    np.testing.assert_array_equal(ids, [0, 1, 3])
+    assert scores[0] == np.inf and scores[1] == 2.0**1020
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reference_accepts_either_byte_order(rng, dtype):
+    """Non-native byte order is valid input for the C core, so for the reference backend, the
+    fallback and verify mode too; results are native."""
+    x = rng.standard_normal((4, 6)).astype(dtype)
+    y = rng.standard_normal((5, 6)).astype(dtype)
+    swap = np.dtype(dtype).newbyteorder()
+    xs, ys = x.astype(swap), y.astype(swap)
+    calls = [("cosine_similarity", lambda x, y: (x, y)), ("cosine_similarity", lambda x, y: (x[0], y)),
+             ("cosine_similarity", lambda x, y: (x[0], y[0])), ("cosine_similarity", lambda x, y: (x, y[0])),
+             ("normalize", lambda x, y: (x,)), ("top_k", lambda x, y: (x, y, 3)),
+             ("top_k", lambda x, y: (x[0], y, 3))]
+    for name, args in calls:
+        expected = getattr(ref, name)(*args(x, y))
+        with engram.backend("reference"):
+            got_ref = getattr(engram, name)(*args(xs, ys))
+        got_c = getattr(engram, name)(*args(xs, ys))
+        for got in (got_ref, got_c):
+            for g, e in zip(got if isinstance(got, tuple) else (got,),
+                            expected if isinstance(expected, tuple) else (expected,)):
+                g, e = np.asarray(g), np.asarray(e)
+                assert g.dtype == e.dtype and g.dtype.isnative, (name, g.dtype)
+                if g.dtype.kind == "f":
+                    assert_close(g, e, TOLERANCE[np.dtype(dtype)], name)
+                else:
+                    np.testing.assert_array_equal(g, e)
+    # out=x in place needs exactly x: same memory, layout and byte order
+    with pytest.raises(ValueError, match="out overlaps x"):
+        ref.normalize(xs, out=xs.view(x.dtype))
+    engram.verify(1.0, strict=True)
+    try:
+        engram.top_k(xs[0], ys, 2)
+        engram.cosine_similarity(xs, ys)
+        engram.normalize(xs)
+    finally:
+        engram.verify(0.0, strict=False)
+
+
+class _IndexOnly:
+    """An integer by the index protocol only (like a NumPy integer)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __index__(self):
+        return self.value
+
+
+@pytest.mark.parametrize("backend", ["c", "reference"])
+def test_threads_accepts_any_integer(rng, backend):
+    x = rng.standard_normal((70, 8)).astype(np.float32)
+    y = rng.standard_normal((90, 8)).astype(np.float32)
+    with engram.backend(backend):
+        expected = engram.cosine_similarity(x, y, threads=1)
+        expected_k = engram.top_k(x, y, 3, threads=1)
+        for threads in (np.int64(2), np.int32(1), np.uint8(3), _IndexOnly(2), 256):
+            np.testing.assert_array_equal(engram.cosine_similarity(x, y, threads=threads), expected)
+            np.testing.assert_array_equal(engram.top_k(x, y, 3, threads=threads)[1], expected_k[1])
+        for bad in (2**70, -(2**70), 0, -1, 257, np.int64(0), np.uint64(2**63), _IndexOnly(2**80)):
+            with pytest.raises(ValueError) as info:
+                engram.cosine_similarity(x, y, threads=bad)
+            message = str(info.value)
+            assert "threads" in message and str(int(bad.__index__())) in message, message
+            with pytest.raises(ValueError, match="threads"):
+                engram.top_k(x, y, 3, threads=bad)
+        for bad in (True, np.bool_(True), 2.0, np.float64(2.0), "2", [2]):
+            with pytest.raises(TypeError, match="threads"):
+                engram.cosine_similarity(x, y, threads=bad)
+            with pytest.raises(TypeError, match="threads"):
+                engram.top_k(x, y, 3, threads=bad)
+
+
+@pytest.mark.parametrize("dtype, d", [(np.float32, 1), (np.float32, 2), (np.float32, 3), (np.float32, 8),
+                                      (np.float32, 16), (np.float64, 3)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_small_d_many_to_many_fits_the_default_arena(dtype, d, threads):
+    """The scratch of the many-to-many paths has a fixed budget per thread whatever d is:
+    60000 x d against 500 x d stays within the default 2 MiB arena (overflow="raise")."""
+    rng = np.random.default_rng(d)
+    x = rng.standard_normal((60000, d)).astype(dtype)
+    y = rng.standard_normal((500, d)).astype(dtype)
+    config = engram.arena.config()
+    engram.arena.configure(size=engram.arena.DEFAULT_SIZE, overflow="raise")
+    try:
+        engram.arena.reset_stats()
+        cos = engram.cosine_similarity(x, y, threads=threads)
+        scores, ids = engram.top_k(x, y, 5, threads=threads)
+        stats = engram.arena.stats()["total"]
+    finally:
+        engram.arena.configure(size=config["size"], overflow=config["overflow"],
+                               zero_on_reset=config["zero_on_reset"])
+    assert stats["overflows"] == 0 and stats["high_water"] < engram.arena.DEFAULT_SIZE, stats
+    tol = TOLERANCE[np.dtype(dtype)]
+    rows = np.arange(0, 60000, 997)
+    expected = ref.cosine_similarity(x[rows], y)
+    assert_close(cos[rows], expected, tol, f"d={d}")
+    check_top_k(scores[rows], ids[rows], x[rows], y, 5, "cosine", dtype)
 
 
 # --------------------------------------------------------------------------

@@ -395,6 +395,97 @@ static void dot_tile_f64_avx2(const double *const *x, size_t x0, const double *c
     }
 }
 
+/* Fully unrolled small loops keep per-row accumulator arrays in registers. */
+#define SIM_UNROLL _Pragma("GCC unroll 8")
+
+/*
+ * Small d (see engram.h): query rows against the 64 transposed corpus rows
+ * of yt, vectorised across the corpus rows, in two halves of 32 (4 vectors)
+ * so two rows' accumulators, their broadcasts and a load fit the 16
+ * registers.  Every lane sums its products in order of k and flushes into
+ * float64 every ENGRAM_SIM_F32_LANE_TERMS of them, whatever R and the lane are.
+ */
+static inline __attribute__((always_inline)) void
+dot_cols_half_f32_avx2(const float *x, ptrdiff_t xs, const float *yt, size_t d, double *out,
+                       size_t ldo, const int R) {
+    size_t k = 0;
+    int first = 1;
+    do {
+        size_t end = d - k > ENGRAM_SIM_F32_LANE_TERMS ? k + ENGRAM_SIM_F32_LANE_TERMS : d;
+        __m256 acc[2][4];
+        SIM_UNROLL for (int r = 0; r < R; r++)
+            SIM_UNROLL for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_ps();
+        for (; k < end; k++) {
+            const float *yk = yt + k * ENGRAM_SIM_COLS;
+            __m256 xv[2];
+            SIM_UNROLL for (int r = 0; r < R; r++) xv[r] = _mm256_broadcast_ss(x + r * xs + (ptrdiff_t)k);
+            SIM_UNROLL for (int c = 0; c < 4; c++) {
+                __m256 yv = _mm256_loadu_ps(yk + 8 * c);
+                SIM_UNROLL for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(xv[r], yv, acc[r][c]);
+            }
+        }
+        SIM_UNROLL for (int r = 0; r < R; r++)
+            SIM_UNROLL for (int c = 0; c < 4; c++) {
+                double *o = out + (size_t)r * ldo + (size_t)c * 8;
+                __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(acc[r][c]));
+                __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(acc[r][c], 1));
+                if (!first) {
+                    lo = _mm256_add_pd(_mm256_loadu_pd(o), lo);
+                    hi = _mm256_add_pd(_mm256_loadu_pd(o + 4), hi);
+                }
+                _mm256_storeu_pd(o, lo);
+                _mm256_storeu_pd(o + 4, hi);
+            }
+        first = 0;
+    } while (k < d);
+}
+
+static void dot_cols_f32_avx2(const float *x, ptrdiff_t x_stride, size_t rows, const float *yt,
+                              size_t d, double *out, size_t ldo) {
+    for (size_t h = 0; h < ENGRAM_SIM_COLS; h += 32) {
+        size_t i = 0;
+        for (; i + 2 <= rows; i += 2)
+            dot_cols_half_f32_avx2(x + (ptrdiff_t)i * x_stride, x_stride, yt + h, d,
+                                   out + i * ldo + h, ldo, 2);
+        for (; i < rows; i++)
+            dot_cols_half_f32_avx2(x + (ptrdiff_t)i * x_stride, x_stride, yt + h, d,
+                                   out + i * ldo + h, ldo, 1);
+    }
+}
+
+/* float64: quarters of 16 corpus rows (4 vectors), two rows at a time. */
+static inline __attribute__((always_inline)) void
+dot_cols_quarter_f64_avx2(const double *x, ptrdiff_t xs, const double *yt, size_t d, double *out,
+                          size_t ldo, const int R) {
+    __m256d acc[2][4];
+    SIM_UNROLL for (int r = 0; r < R; r++)
+        SIM_UNROLL for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_pd();
+    for (size_t k = 0; k < d; k++) {
+        const double *yk = yt + k * ENGRAM_SIM_COLS;
+        __m256d xv[2];
+        SIM_UNROLL for (int r = 0; r < R; r++) xv[r] = _mm256_broadcast_sd(x + r * xs + (ptrdiff_t)k);
+        SIM_UNROLL for (int c = 0; c < 4; c++) {
+            __m256d yv = _mm256_loadu_pd(yk + 4 * c);
+            SIM_UNROLL for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_pd(xv[r], yv, acc[r][c]);
+        }
+    }
+    SIM_UNROLL for (int r = 0; r < R; r++)
+        SIM_UNROLL for (int c = 0; c < 4; c++) _mm256_storeu_pd(out + (size_t)r * ldo + 4 * c, acc[r][c]);
+}
+
+static void dot_cols_f64_avx2(const double *x, ptrdiff_t x_stride, size_t rows, const double *yt,
+                              size_t d, double *out, size_t ldo) {
+    for (size_t h = 0; h < ENGRAM_SIM_COLS; h += 16) {
+        size_t i = 0;
+        for (; i + 2 <= rows; i += 2)
+            dot_cols_quarter_f64_avx2(x + (ptrdiff_t)i * x_stride, x_stride, yt + h, d,
+                                      out + i * ldo + h, ldo, 2);
+        for (; i < rows; i++)
+            dot_cols_quarter_f64_avx2(x + (ptrdiff_t)i * x_stride, x_stride, yt + h, d,
+                                      out + i * ldo + h, ldo, 1);
+    }
+}
+
 /* Cosine (or dot) scores of 4 pairs; NaN where an inverse norm is not > 0. */
 static inline __m256d sim_scores4(__m256d dots, __m256d y_inv, __m256d x_inv, int x_fast,
                                   int metric) {
@@ -502,6 +593,11 @@ const engram_similarity_ops engram_similarity_ops_avx2 = {
     .tile_rows_f64 = TILE_R,
     .tile_cols_f64 = TILE_C,
     .f32_chunk = SIM_F32_FLUSH,
+    .dot_cols_f32 = dot_cols_f32_avx2,
+    .dot_cols_f64 = dot_cols_f64_avx2,
+    /* dot_cols measured faster than the tiles up to d ~ 80 (f32) and ~ 64 (f64) */
+    .cols_max_d_f32 = 64,
+    .cols_max_d_f64 = 48,
     .scores_f32 = scores_f32_avx2,
     .scores_f64 = scores_f64_avx2,
     .select_f32 = select_f32_avx2,
@@ -514,6 +610,8 @@ const engram_similarity_ops engram_similarity_ops_avx2 = {
 #undef TILE_C
 #undef SIM_IN_REGISTER
 #undef SIM_PREFETCH
+
+#undef SIM_UNROLL
 
 /* ==== end similarity ==== */
 

@@ -429,6 +429,97 @@ static void scale_f64_neon(const double *x, double s, double *out, size_t d) {
     for (; i < d; i++) out[i] = x[i] * s;
 }
 
+/* Fully unrolled small loops keep per-row accumulator arrays in registers. */
+#define SIM_UNROLL _Pragma("GCC unroll 8")
+
+/*
+ * Small d (see engram.h): query rows against the 64 transposed corpus rows
+ * of yt, vectorised across the corpus rows, a quarter (16 rows, 4 vectors)
+ * at a time for four query rows (16 accumulators).  Every lane sums its
+ * products in order of k and flushes into float64 every
+ * ENGRAM_SIM_F32_LANE_TERMS of them, whatever R and the lane are.
+ */
+static inline __attribute__((always_inline)) void
+dot_cols_quarter_f32_neon(const float *x, ptrdiff_t xs, const float *yt, size_t d, double *out,
+                          size_t ldo, const int R) {
+    size_t k = 0;
+    int first = 1;
+    do {
+        size_t end = d - k > ENGRAM_SIM_F32_LANE_TERMS ? k + ENGRAM_SIM_F32_LANE_TERMS : d;
+        float32x4_t acc[4][4];
+        SIM_UNROLL for (int r = 0; r < R; r++)
+            SIM_UNROLL for (int c = 0; c < 4; c++) acc[r][c] = vdupq_n_f32(0.0f);
+        for (; k < end; k++) {
+            const float *yk = yt + k * ENGRAM_SIM_COLS;
+            float32x4_t xv[4];
+            SIM_UNROLL for (int r = 0; r < R; r++) xv[r] = vdupq_n_f32(x[r * xs + (ptrdiff_t)k]);
+            SIM_UNROLL for (int c = 0; c < 4; c++) {
+                float32x4_t yv = vld1q_f32(yk + 4 * c);
+                SIM_UNROLL for (int r = 0; r < R; r++) acc[r][c] = vfmaq_f32(acc[r][c], xv[r], yv);
+            }
+        }
+        SIM_UNROLL for (int r = 0; r < R; r++)
+            SIM_UNROLL for (int c = 0; c < 4; c++) {
+                double *o = out + (size_t)r * ldo + (size_t)c * 4;
+                float64x2_t lo = vcvt_f64_f32(vget_low_f32(acc[r][c]));
+                float64x2_t hi = vcvt_high_f64_f32(acc[r][c]);
+                if (!first) {
+                    lo = vaddq_f64(vld1q_f64(o), lo);
+                    hi = vaddq_f64(vld1q_f64(o + 2), hi);
+                }
+                vst1q_f64(o, lo);
+                vst1q_f64(o + 2, hi);
+            }
+        first = 0;
+    } while (k < d);
+}
+
+static void dot_cols_f32_neon(const float *x, ptrdiff_t x_stride, size_t rows, const float *yt,
+                              size_t d, double *out, size_t ldo) {
+    for (size_t h = 0; h < ENGRAM_SIM_COLS; h += 16) {
+        size_t i = 0;
+        for (; i + 4 <= rows; i += 4)
+            dot_cols_quarter_f32_neon(x + (ptrdiff_t)i * x_stride, x_stride, yt + h, d,
+                                      out + i * ldo + h, ldo, 4);
+        for (; i < rows; i++)
+            dot_cols_quarter_f32_neon(x + (ptrdiff_t)i * x_stride, x_stride, yt + h, d,
+                                      out + i * ldo + h, ldo, 1);
+    }
+}
+
+/* float64: eighths of 8 corpus rows (4 vectors), four query rows at a time. */
+static inline __attribute__((always_inline)) void
+dot_cols_eighth_f64_neon(const double *x, ptrdiff_t xs, const double *yt, size_t d, double *out,
+                         size_t ldo, const int R) {
+    float64x2_t acc[4][4];
+    SIM_UNROLL for (int r = 0; r < R; r++)
+        SIM_UNROLL for (int c = 0; c < 4; c++) acc[r][c] = vdupq_n_f64(0.0);
+    for (size_t k = 0; k < d; k++) {
+        const double *yk = yt + k * ENGRAM_SIM_COLS;
+        float64x2_t xv[4];
+        SIM_UNROLL for (int r = 0; r < R; r++) xv[r] = vdupq_n_f64(x[r * xs + (ptrdiff_t)k]);
+        SIM_UNROLL for (int c = 0; c < 4; c++) {
+            float64x2_t yv = vld1q_f64(yk + 2 * c);
+            SIM_UNROLL for (int r = 0; r < R; r++) acc[r][c] = vfmaq_f64(acc[r][c], xv[r], yv);
+        }
+    }
+    SIM_UNROLL for (int r = 0; r < R; r++)
+        SIM_UNROLL for (int c = 0; c < 4; c++) vst1q_f64(out + (size_t)r * ldo + 2 * c, acc[r][c]);
+}
+
+static void dot_cols_f64_neon(const double *x, ptrdiff_t x_stride, size_t rows, const double *yt,
+                              size_t d, double *out, size_t ldo) {
+    for (size_t h = 0; h < ENGRAM_SIM_COLS; h += 8) {
+        size_t i = 0;
+        for (; i + 4 <= rows; i += 4)
+            dot_cols_eighth_f64_neon(x + (ptrdiff_t)i * x_stride, x_stride, yt + h, d,
+                                     out + i * ldo + h, ldo, 4);
+        for (; i < rows; i++)
+            dot_cols_eighth_f64_neon(x + (ptrdiff_t)i * x_stride, x_stride, yt + h, d,
+                                     out + i * ldo + h, ldo, 1);
+    }
+}
+
 const engram_similarity_ops engram_similarity_ops_neon = {
     .level = "neon",
     .pair_f32 = pair_f32_neon,
@@ -444,6 +535,12 @@ const engram_similarity_ops engram_similarity_ops_neon = {
     .tile_rows_f64 = TILE_R,
     .tile_cols_f64 = TILE_C,
     .f32_chunk = SIM_F32_FLUSH,
+    .dot_cols_f32 = dot_cols_f32_neon,
+    .dot_cols_f64 = dot_cols_f64_neon,
+    /* not measured on arm64 hardware: the range where the tiles' pairwise
+     * reductions clearly cost more than dot_cols' flushes */
+    .cols_max_d_f32 = 32,
+    .cols_max_d_f64 = 16,
     .scores_f32 = scores_f32_neon,
     .scores_f64 = scores_f64_neon,
     .select_f32 = select_f32_neon,
@@ -455,6 +552,8 @@ const engram_similarity_ops engram_similarity_ops_neon = {
 #undef TILE_R
 #undef TILE_C
 #undef SIM_PREFETCH
+
+#undef SIM_UNROLL
 
 /* ==== end similarity ==== */
 

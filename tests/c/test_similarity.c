@@ -151,6 +151,67 @@ static void check_tiles(ctest *t, const engram_similarity_ops *ops) {
     }
 }
 
+/*
+ * Small-d columns: against scalar dots over a transposed block (columns past
+ * the block zero), and every pair bitwise the same whatever the row count,
+ * the row's place in the call and the column's lane.
+ */
+static void check_cols(ctest *t, const engram_similarity_ops *ops) {
+    enum { COLS = ENGRAM_SIM_COLS, ROWS = MAX_ROWS, MAXD = 300 };
+    static float yt32[MAXD * COLS], rot32[MAXD * COLS];
+    static double yt64[MAXD * COLS], rot64[MAXD * COLS];
+    static double out[ROWS * COLS], one[COLS], rot[COLS];
+    static const size_t cols_dims[] = {0, 1, 2, 3, 5, 8, 16, 17, 33, 63, 64, 65, 128, 129, 300};
+    static const size_t row_counts[] = {1, 2, 3, 4, 5, 8, 9};
+    ptrdiff_t stride = MAX_D + ROW_PAD;
+    for (size_t di = 0; di < sizeof cols_dims / sizeof cols_dims[0]; di++) {
+        size_t d = cols_dims[di], used = 45; /* corpus rows in the block: the rest are zero */
+        for (size_t k = 0; k < d; k++)
+            for (size_t j = 0; j < COLS; j++) {
+                yt32[k * COLS + j] = j < used ? ys32[j % MAX_ROWS][(k + 7 * j) % (MAX_D - 1)] : 0.0f;
+                yt64[k * COLS + j] = j < used ? ys64[j % MAX_ROWS][(k + 7 * j) % (MAX_D - 1)] : 0.0;
+                /* the same block with its columns rotated by 13 lanes */
+                rot32[k * COLS + (j + 13) % COLS] = yt32[k * COLS + j];
+                rot64[k * COLS + (j + 13) % COLS] = yt64[k * COLS + j];
+            }
+        for (size_t ri = 0; ri < sizeof row_counts / sizeof row_counts[0]; ri++) {
+            size_t rows = row_counts[ri];
+            for (int f64 = 0; f64 < 2; f64++) {
+                if (f64) ops->dot_cols_f64(xs64[0], stride, rows, yt64, d, out, COLS);
+                else ops->dot_cols_f32(xs32[0], stride, rows, yt32, d, out, COLS);
+                for (size_t i = 0; i < rows; i++) {
+                    for (size_t j = 0; j < COLS; j++) {
+                        double want = 0, xx = 0, yy = 0;
+                        for (size_t k = 0; k < d; k++) {
+                            double a = f64 ? xs64[i][k] : xs32[i][k];
+                            double b = f64 ? yt64[k * COLS + j] : yt32[k * COLS + j];
+                            want += a * b;
+                            xx += a * a;
+                            yy += b * b;
+                        }
+                        CTEST_CHECK(t, close_to(out[i * COLS + j], want, f64 ? 1e-14 : 3e-7, sqrt(xx * yy) + 1e-300),
+                                    "dot_cols_f%d d=%zu rows=%zu [%zu][%zu]: %.17g vs %.17g", f64 ? 64 : 32, d,
+                                    rows, i, j, out[i * COLS + j], want);
+                    }
+                    /* row i alone, and against the rotated block: bitwise the same pairs */
+                    if (f64) {
+                        ops->dot_cols_f64(xs64[i], stride, 1, yt64, d, one, COLS);
+                        ops->dot_cols_f64(xs64[i], stride, 1, rot64, d, rot, COLS);
+                    } else {
+                        ops->dot_cols_f32(xs32[i], stride, 1, yt32, d, one, COLS);
+                        ops->dot_cols_f32(xs32[i], stride, 1, rot32, d, rot, COLS);
+                    }
+                    int same = 1;
+                    for (size_t j = 0; j < COLS; j++)
+                        same &= one[j] == out[i * COLS + j] && rot[(j + 13) % COLS] == one[j];
+                    CTEST_CHECK(t, same, "dot_cols_f%d d=%zu rows=%zu row %zu depends on its place", f64 ? 64 : 32,
+                                d, rows, i);
+                }
+            }
+        }
+    }
+}
+
 static void check_scale(ctest *t, const engram_similarity_ops *ops) {
     static float out32[MAX_D];
     static double out64[MAX_D];
@@ -264,9 +325,9 @@ static void check_entries(ctest *t) {
     engram_arena *arena = engram_arena_get();
     engram_vectors qv = {q, M, D, sizeof q[0], sizeof(float)};
     engram_vectors cv = {c, N, D, sizeof c[0], sizeof(float)};
-    CTEST_CHECK(t, engram_cosine(arena, ENGRAM_FLOAT32, &qv, &cv, out1, sizeof out1[0], 1) == ENGRAM_OK, "cosine");
+    CTEST_CHECK(t, engram_cosine(arena, ENGRAM_FLOAT32, &qv, &cv, out1, sizeof out1[0], sizeof(float), 1) == ENGRAM_OK, "cosine");
     engram_arena_reset(arena);
-    CTEST_CHECK(t, engram_cosine(arena, ENGRAM_FLOAT32, &qv, &cv, out3, sizeof out3[0], 3) == ENGRAM_OK, "cosine");
+    CTEST_CHECK(t, engram_cosine(arena, ENGRAM_FLOAT32, &qv, &cv, out3, sizeof out3[0], sizeof(float), 3) == ENGRAM_OK, "cosine");
     engram_arena_reset(arena);
     CTEST_CHECK(t, memcmp(out1, out3, sizeof out1) == 0, "threads changed the cosines");
     for (int i = 0; i < M; i++)
@@ -303,11 +364,65 @@ static void check_entries(ctest *t) {
     engram_arena_reset(arena);
     CTEST_CHECK(t, ids[0][0] == 3 && ids[0][1] == 100 && scores[0][0] == scores[0][1], "tie order %lld %lld",
                 (long long)ids[0][0], (long long)ids[0][1]);
+    /* out with strided, reversed columns and reversed rows: the same values, nothing else written */
+    static float wide[M][3 * N];
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < 3 * N; j++) wide[i][j] = -5.0f;
+    char *corner = (char *)&wide[M - 1][3 * (N - 1)];
+    CTEST_CHECK(t, engram_cosine(arena, ENGRAM_FLOAT32, &qv, &cv, corner, -(ptrdiff_t)sizeof wide[0],
+                                 -3 * (ptrdiff_t)sizeof(float), 2) == ENGRAM_OK, "strided cosine");
+    engram_arena_reset(arena);
+    int strided_ok = 1;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < 3 * N; j++) {
+            float want = j % 3 == 0 ? out1[M - 1 - i][N - 1 - j / 3] : -5.0f;
+            strided_ok &= memcmp(&wide[i][j], &want, sizeof want) == 0;
+        }
+    CTEST_CHECK(t, strided_ok, "cosine into a strided, reversed out");
+    /* dot of float64 rows whose products overflow: exact power-of-two rows give exact sums */
+    {
+        double a = ldexp(1.0, 530), qd[2] = {a, a};
+        double rows64[4][2] = {{a, a}, {a, -a * (1 - ldexp(1.0, -40))}, {-a, -a}, {1.0, 2.0}};
+        double dscores[4];
+        int64_t dids[4];
+        engram_vectors q1 = {qd, 1, 2, sizeof qd, sizeof(double)};
+        engram_vectors r4 = {rows64, 4, 2, sizeof rows64[0], sizeof(double)};
+        CTEST_CHECK(t, engram_top_k(arena, ENGRAM_FLOAT64, &q1, &r4, 4, ENGRAM_METRIC_DOT, dscores, dids, 1) ==
+                           ENGRAM_OK, "top_k dot");
+        engram_arena_reset(arena);
+        CTEST_CHECK(t, dids[0] == 0 && dids[1] == 1 && dids[2] == 3 && dids[3] == 2, "dot order %lld %lld %lld %lld",
+                    (long long)dids[0], (long long)dids[1], (long long)dids[2], (long long)dids[3]);
+        CTEST_CHECK(t, dscores[0] == INFINITY && dscores[1] == ldexp(1.0, 1020) && dscores[2] == 3 * a &&
+                           dscores[3] == -INFINITY, "dot beyond the float64 range: %g %g %g %g", dscores[0],
+                    dscores[1], dscores[2], dscores[3]);
+    }
+    /* a d past every level's small-d range: register tiles, threads 1 and 3 bitwise equal */
+    {
+        enum { TD = 150, TM = 11, TN = 70 };
+        static float tq[TM][TD], tc[TN][TD], t1[TM][TN], t3[TM][TN];
+        for (int i = 0; i < TM; i++)
+            for (int j = 0; j < TD; j++) tq[i][j] = (float)ctest_uniform(&seed);
+        for (int i = 0; i < TN; i++)
+            for (int j = 0; j < TD; j++) tc[i][j] = (float)ctest_uniform(&seed);
+        engram_vectors tqv = {tq, TM, TD, sizeof tq[0], sizeof(float)};
+        engram_vectors tcv = {tc, TN, TD, sizeof tc[0], sizeof(float)};
+        CTEST_CHECK(t, engram_cosine(arena, ENGRAM_FLOAT32, &tqv, &tcv, t1, sizeof t1[0], sizeof(float), 1) ==
+                           ENGRAM_OK, "tile cosine");
+        engram_arena_reset(arena);
+        CTEST_CHECK(t, engram_cosine(arena, ENGRAM_FLOAT32, &tqv, &tcv, t3, sizeof t3[0], sizeof(float), 3) ==
+                           ENGRAM_OK, "tile cosine");
+        engram_arena_reset(arena);
+        CTEST_CHECK(t, memcmp(t1, t3, sizeof t1) == 0, "threads changed the tile cosines");
+        for (int i = 0; i < TM; i++)
+            for (int j = 0; j < TN; j++)
+                CTEST_CHECK(t, close_to(t1[i][j], exact_cosine_f32(tq[i], tc[j], TD), 1e-6, 1),
+                            "tile cosine[%d][%d]", i, j);
+    }
     /* normalize in place */
     static float rows[3][D];
     memcpy(rows, c, sizeof rows);
     engram_vectors rv = {rows, 3, D, sizeof rows[0], sizeof(float)};
-    CTEST_CHECK(t, engram_normalize(arena, ENGRAM_FLOAT32, &rv, rows, sizeof rows[0]) == ENGRAM_OK, "normalize");
+    CTEST_CHECK(t, engram_normalize(arena, ENGRAM_FLOAT32, &rv, rows, sizeof rows[0], sizeof(float)) == ENGRAM_OK, "normalize");
     engram_arena_reset(arena);
     for (int i = 0; i < 3; i++) {
         double nn = 0;
@@ -323,13 +438,14 @@ void ctest_similarity(ctest *t) {
     CTEST_CHECK(t, ops->pair_f32 && ops->pair_f64 && ops->one_to_many_f32 && ops->one_to_many_f64 &&
                        ops->norm2_rows_f32 && ops->norm2_rows_f64 && ops->dot_tile_f32 && ops->dot_tile_f64 &&
                        ops->scale_f32 && ops->scale_f64 && ops->scores_f32 && ops->scores_f64 &&
-                       ops->select_f32 && ops->select_f64,
+                       ops->select_f32 && ops->select_f64 && ops->dot_cols_f32 && ops->dot_cols_f64,
                 "every pointer filled");
     uint64_t seed = 0x9E3779B97F4A7C15ull;
     fill(&seed);
     check_pairs(t, ops, spec);
     check_rows(t, ops, spec);
     check_tiles(t, ops);
+    check_cols(t, ops);
     check_scale(t, ops);
     check_scores_select(t, ops, spec);
     check_pair_entry(t);
