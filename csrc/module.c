@@ -1175,7 +1175,7 @@ static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t
     if (parse_args("spread", args, nargs, kwnames, names, 10, 2, 2, v) < 0) return NULL;
 
     PyObject *graph = NULL, *decay_owned = NULL, *result = NULL;
-    array_in seeds_in = {NULL, NULL};
+    array_in seeds_in = {0};
     int64_t *dict_ids = NULL;
     double *dict_values = NULL;
     spread_view view = {0};
@@ -1246,8 +1246,8 @@ static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t
     /* out */
     PyArrayObject *out;
     if (v[8] && v[8] != Py_None) {
-        if (get_out("spread", v[8], NPY_FLOAT, ndim, shape, &out) < 0) goto done;
-        if (seeds_in.arr && check_no_overlap("spread", out, seeds_in.arr, "seeds", 1) < 0) goto done;
+        if (get_out("spread", v[8], NPY_FLOAT, ndim, shape, 0, &out) < 0) goto done;
+        if (seeds_in.arr && check_no_overlap("spread", out, &seeds_in, "seeds", 1) < 0) goto done;
         Py_INCREF(out);
         opt.out_is_fresh = 0;
     } else {
@@ -1530,8 +1530,7 @@ static int decay_type_of(PyArrayObject *arr, engram_decay_type *type) {
 /* age or stability: Python numbers without an array, else a 0-d or 1-d array of length n. */
 static int decay_get_operand(const char *argname, PyObject *obj, npy_intp n,
                              decay_operand_in *out) {
-    out->arr.arr = NULL;
-    out->arr.owned = NULL;
+    out->arr = (array_in){0};
     out->op.stride = 0;
     if (PyFloat_CheckExact(obj)) {
         out->value.f64 = PyFloat_AS_DOUBLE(obj);
@@ -1574,9 +1573,10 @@ static int decay_get_operand(const char *argname, PyObject *obj, npy_intp n,
                          decay_operand_types, Py_TYPE(obj)->tp_name);
             return -1;
         }
-        out->arr.owned = converted;
+        out->arr.given_owned = converted;
         arr = (PyArrayObject *)converted;
     }
+    out->arr.given = arr; /* the caller's memory, for overlap checks against out */
     if (decay_type_of(arr, &out->op.type) < 0) {
         raise_about_array(PyExc_TypeError, "decay", argname, decay_operand_types, arr);
         goto fail;
@@ -1603,7 +1603,7 @@ static int decay_get_operand(const char *argname, PyObject *obj, npy_intp n,
         out->op.stride = 1;
     return 0;
 fail:
-    Py_CLEAR(out->arr.owned);
+    array_in_release(&out->arr);
     return -1;
 }
 
@@ -1694,9 +1694,9 @@ static PyObject *decay_impl(PyObject *module, PyObject *const *args, Py_ssize_t 
     if (v[7] && (validate = PyObject_IsTrue(v[7])) < 0) return NULL;
     if (v[8] && parse_threads("decay", v[8], &threads) < 0) return NULL;
 
-    array_in strength = {NULL, NULL};
-    decay_operand_in age = {{NULL, NULL}, {0}, {NULL, 0, ENGRAM_DECAY_F64}};
-    decay_operand_in stability = {{NULL, NULL}, {0}, {NULL, 0, ENGRAM_DECAY_F64}};
+    array_in strength = {0};
+    decay_operand_in age = {{0}, {0}, {NULL, 0, ENGRAM_DECAY_F64}};
+    decay_operand_in stability = {{0}, {0}, {NULL, 0, ENGRAM_DECAY_F64}};
     PyArrayObject *out = NULL;
     PyObject *result = NULL;
     int fresh = 0;
@@ -1713,9 +1713,9 @@ static PyObject *decay_impl(PyObject *module, PyObject *const *args, Py_ssize_t 
     }
     if (v[6] && v[6] != Py_None) {
         if (decay_check_out(v[6], type_num, n, &out) < 0) goto done;
-        if (check_no_overlap("decay", out, age.arr.arr, "age", 0) < 0 ||
-            check_no_overlap("decay", out, stability.arr.arr, "stability", 0) < 0 ||
-            check_no_overlap("decay", out, strength.arr, "strength", 1) < 0) {
+        if (check_no_overlap("decay", out, &age.arr, "age", 0) < 0 ||
+            check_no_overlap("decay", out, &stability.arr, "stability", 0) < 0 ||
+            check_no_overlap("decay", out, &strength, "strength", 1) < 0) {
             out = NULL;
             goto done;
         }

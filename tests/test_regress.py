@@ -60,7 +60,7 @@ def rows_module(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def counted_twice(rows_module):
-    kw = dict(modules=("engram._cases", "fake_regress_rows"), extra_paths=(rows_module,))
+    kw = dict(modules=("fake_regress_rows",), extra_paths=(rows_module,))
     return regress.count_instructions(**kw), regress.count_instructions(**kw)
 
 
