@@ -224,6 +224,11 @@ def same_answer(a: Recall, b: Recall, rtol: float = 1e-5, atol: float = 1e-7) ->
     where the two memories tie within that tolerance: each side's memory
     scores, in the other recall, within tolerance of the score at that rank
     (two memories whose scores differ by less than rounding may swap).
+
+    The default ``rtol`` is the spread kernel's own tolerance (relative
+    1e-5), the loosest of the three stages: similarities are within 1e-6
+    absolute of float64, decayed strengths within a few float32 ULP, and
+    a score is their product.
     """
 
     def close(x, y):
