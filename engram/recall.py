@@ -184,6 +184,10 @@ class Recall:
 
 def recall(store: MemoryStore, query, k: int = 10, params: RecallParams = RecallParams()) -> Recall:
     """The ``k`` memories that ``query`` (a (d,) vector) recalls best; fewer if fewer were activated."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"recall(): k must be a positive int, got {k!r}")
+    if np.ndim(query) != 1:
+        raise ValueError(f"recall(): query must be one (d,) vector, got shape {np.shape(query)}")
     clock = time.perf_counter
     t0 = clock()
     sim, cand = engram.top_k(query, store.embeddings, params.candidates, threads=params.threads)

@@ -73,6 +73,15 @@ def test_recall_is_meaningful(store, queries):
     assert sum(np.sum(~np.isin(r.ids, r.candidates)) for r in found) > 0
 
 
+def test_bad_arguments(store, queries):
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        recall(store, queries[0][0], 0)
+    with pytest.raises(ValueError, match="one \\(d,\\) vector"):
+        recall(store, queries[0][:2], K)
+    with pytest.raises(ValueError, match="97"):  # top_k names both dimensions
+        recall(store, np.ones(96, np.float32), K)
+
+
 def test_same_answer_on_c_and_reference_at_every_simd_level(simd_level, c_backend, store, queries,
                                                             reference_answers):
     for q, ref in zip(queries[0], reference_answers):
