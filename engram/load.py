@@ -260,7 +260,8 @@ def summary_lines(result: dict) -> list:
         "single-thread answer to the same query",
         f"arena: {a['calls']:,} kernel calls, {a['allocations']:,} allocations, {a['overflows']:,} overflows "
         f"(overflow rate {a['overflow_rate']:.3%} of allocations, {a['overflow_bytes']:,} B from the heap); "
-        f"high water {a['high_water']:,} B of {a['capacity']:,} B per thread",
+        f"high water {a['high_water']:,} B of {a['capacity']:,} B per thread"
+        + (f"; ENGRAM_ARENA_SIZE={-(-a['high_water'] // 2**20)}M would hold it" if a["overflows"] else ""),
     ]
     if r["growth"] is None:
         lines.append("RSS: not measurable on this platform")

@@ -158,6 +158,9 @@ def test_overflows_are_counted(store):
     assert r["wrong_answers"] == 0 and a["overflows"] >= r["recalls"] > 0
     assert a["overflow_rate"] == pytest.approx(a["overflows"] / a["allocations"])
     assert a["high_water"] > a["capacity"] == 64 << 10
+    needed = -(-a["high_water"] // 2**20)
+    assert f"ENGRAM_ARENA_SIZE={needed}M would hold it" in load.format_table(r)
+    assert parse_table(load.format_table(r))["arena"]["overflows"] == a["overflows"]
 
 
 def test_report_section_runs_the_load_test():
