@@ -1,4 +1,4 @@
-"""``python -m engram info|report|regress``."""
+"""``python -m engram info|report|regress|load``."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +24,12 @@ def _regress(args) -> int:
     return regress.main(args)
 
 
+def _load(args) -> int:
+    from . import load
+
+    return load.main(args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engram", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +46,12 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", default=None, help="baseline file (default benchmarks/baseline.json)")
     p.add_argument("--tolerance", type=float, default=0.05, help="allowed increase (default 0.05)")
     p.set_defaults(func=_regress)
+    from .load import add_arguments as load_arguments
+
+    p = sub.add_parser("load", help="the recall pipeline from N threads for S seconds: throughput, latency, "
+                                    "arena, RSS")
+    load_arguments(p)
+    p.set_defaults(func=_load)
     args = parser.parse_args(argv)
     return args.func(args)
 

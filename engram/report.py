@@ -85,6 +85,9 @@ class Settings:
     arena_corpus: int = 20_000
     seed: int = 20251025
     arena: bool = True  # measure the arena's cost and sizing
+    load: bool = True  # run the recall pipeline under load (engram.load) for a while
+    load_seconds: float = 5.0
+    load_memories: int = 50_000
     notes: list = field(default_factory=list)
 
     @classmethod
@@ -97,11 +100,14 @@ class Settings:
             s.max_samples = 50
             s.arena_calls = 16
             s.arena_corpus = 2_000
+            s.load_seconds = 1.0
+            s.load_memories = 10_000
             s.notes.append(
                 "--quick: workloads use their reduced sizes, validation stops after "
                 f"{s.validation_total:g} s for all kernels together, each workload gets ~{s.timing_budget:g} s of "
                 f"samples (at least {s.min_samples}), and the arena mix is {s.arena_calls} calls "
-                f"on a {s.arena_corpus:,}-row corpus. Seed-target and goal verdicts then describe "
+                f"on a {s.arena_corpus:,}-row corpus; the load run lasts {s.load_seconds:g} s on "
+                f"{s.load_memories:,} memories. Seed-target and goal verdicts then describe "
                 "the reduced sizes; run without --quick for the real ones."
             )
         return s
@@ -750,6 +756,32 @@ def arena_sizing(settings: Settings, progress: Progress | None = None) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------
+# Under load: the recall pipeline from every core for a while (engram.load)
+# ---------------------------------------------------------------------------
+
+LOAD_KERNELS = ("top_k", "spread", "decay")
+
+
+def under_load(settings: Settings, kernels: dict) -> dict:
+    """A short run of ``python -m engram load`` on the C backend, one recall thread per core."""
+    import engram
+
+    from . import load
+
+    missing = [n for n in LOAD_KERNELS if n not in kernels or engram._core is None
+               or not hasattr(engram._core, n)]
+    if missing:
+        return {"status": "not measured", "error": f"the recall pipeline needs {', '.join(missing)}, which "
+                                                   "this run does not validate or the C core does not have"}
+    try:
+        result = load.run(threads=_cores_used(), seconds=settings.load_seconds, memories=settings.load_memories,
+                          dim=768, warmup=min(1.0, settings.load_seconds / 4), backend="c", seed=settings.seed)
+    except Exception as exc:
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    return {"status": "ok", **result}
+
+
 def missing_workloads(workloads: dict) -> dict:
     """Expected workload ids with no registered row (an id matches ``P1`` or ``P1-...``)."""
     have = {re.split(r"[-_ .:]", wid, maxsplit=1)[0] for wid in workloads}
@@ -790,13 +822,14 @@ def build_report(settings: Settings, kernels: dict, workloads: dict, progress_st
             settings.notes.append(f"--simd: {', '.join(unknown)} not available here (usable: {', '.join(levels)})")
         levels = [lv for lv in settings.simd if lv in levels]
     have_arena = engram._core is not None and settings.arena
-    steps = len(kernels) + len(workloads) + (1 + len(ARENA_DIMS) if have_arena else 0) + 1
+    steps = len(kernels) + len(workloads) + (1 + len(ARENA_DIMS) if have_arena else 0) + 1 + settings.load
     progress = Progress(steps, progress_stream)
     report: dict = {"engram": _version.__version__, "quick": settings.quick, "settings": {
         "cases": settings.cases, "validation_budget_s": settings.validation_budget,
         "timing_budget_s": settings.timing_budget, "min_samples": settings.min_samples,
         "min_sample_time_s": settings.min_sample_time, "levels": levels,
-        "arena_calls": settings.arena_calls, "arena_corpus": settings.arena_corpus}, "notes": settings.notes}
+        "arena_calls": settings.arena_calls, "arena_corpus": settings.arena_corpus,
+        "load_seconds": settings.load_seconds, "load_memories": settings.load_memories}, "notes": settings.notes}
     report["environment"] = environment()
     pinned = {k: v for k, v in report["environment"]["blas_overrides"].items() if v}
     if pinned:
@@ -860,6 +893,12 @@ def build_report(settings: Settings, kernels: dict, workloads: dict, progress_st
             progress.step("arena sizing skipped", advance=len(ARENA_DIMS))
     else:
         report["arena"] = {"status": "not measured" if settings.arena else "skipped (Settings.arena=False)"}
+    if settings.load:
+        progress.note(f"recall under load for {settings.load_seconds:g} s")
+        report["load"] = under_load(settings, kernels)
+        progress.step(f"under load {report['load']['status']}")
+    else:
+        report["load"] = {"status": "skipped (Settings.load=False)"}
     try:
         report["claims"] = claims(report)
     except Exception as exc:  # a malformed section must not cost the measurements
@@ -1124,6 +1163,28 @@ def render_markdown(report: dict) -> str:
                      "smallest size with < 0.1 % overflow", "original recommendation"], rows)
     else:
         L.append(f"Sizing not measured: {arena.get('error', arena.get('status'))}")
+    L.append("")
+
+    L += ["## Under load", ""]
+    load_result = report.get("load", {})
+    if load_result.get("status") == "ok":
+        from . import load
+
+        L.append(f"`python -m engram load --threads {load_result['threads']} --seconds {load_result['seconds']:g} "
+                 f"--memories {load_result['store']['memories']}`: the recall pipeline of `engram.recall` "
+                 f"(top_k of {load_result['params']['candidates']} candidates, spread, decay, best "
+                 f"{load_result['params']['k']}) from {load_result['threads']} Python threads at once on "
+                 f"{load_result['store']['description']}, after {load_result['warmup']:g} s of warm-up. "
+                 "Every answer is compared with the single-thread answer to the same query; the arena counts "
+                 "are the recall threads' own over the timed run.")
+        L.append("")
+        lines = load.summary_lines(load_result)
+        L += [f"- {lines[0]}", ""]
+        L += load.stage_table(load_result)
+        L.append("")
+        L += [f"- {line}" for line in lines[1:]]
+    else:
+        L.append(f"Not measured: {load_result.get('error', load_result.get('status', 'not run'))}")
     L.append("")
 
     L += ["## Method", ""]
