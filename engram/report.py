@@ -88,6 +88,8 @@ class Settings:
     load: bool = True  # run the recall pipeline under load (engram.load) for a while
     load_seconds: float = 5.0
     load_memories: int = 50_000
+    scale_out: bool = True  # top_k on a 2-worker dask LocalCluster vs in memory (engram.dask)
+    scale_out_rows: int = 1_000_000
     notes: list = field(default_factory=list)
 
     @classmethod
@@ -102,6 +104,7 @@ class Settings:
             s.arena_corpus = 2_000
             s.load_seconds = 1.0
             s.load_memories = 10_000
+            s.scale_out = False
             s.notes.append(
                 "--quick: workloads use their reduced sizes, validation stops after "
                 f"{s.validation_total:g} s for all kernels together, each workload gets ~{s.timing_budget:g} s of "
@@ -782,6 +785,29 @@ def under_load(settings: Settings, kernels: dict) -> dict:
     return {"status": "ok", **result}
 
 
+# ---------------------------------------------------------------------------
+# Scaling out: engram.dask on a LocalCluster vs in-memory engram (engram.dask)
+# ---------------------------------------------------------------------------
+
+SCALE_OUT_GOAL = 1.3  # cluster time / in-memory time at 1,000,000 x 768
+
+
+def scale_out(settings: Settings) -> dict:
+    try:
+        from . import dask as engram_dask
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        return {"status": "not installed", "error": f"{exc} (pip install '.[dask]')"}
+    try:
+        result = engram_dask.benchmark_top_k(n=settings.scale_out_rows, n_chunks=64, n_queries=16, k=10,
+                                             workers=2, repeats=5, seed=settings.seed)
+    except Exception as exc:
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    result["goal"] = SCALE_OUT_GOAL
+    result["met"] = bool(result["equal"] and result["overhead"] <= SCALE_OUT_GOAL)
+    return {"status": "ok", **result}
+
+
 def missing_workloads(workloads: dict) -> dict:
     """Expected workload ids with no registered row (an id matches ``P1`` or ``P1-...``)."""
     have = {re.split(r"[-_ .:]", wid, maxsplit=1)[0] for wid in workloads}
@@ -822,7 +848,8 @@ def build_report(settings: Settings, kernels: dict, workloads: dict, progress_st
             settings.notes.append(f"--simd: {', '.join(unknown)} not available here (usable: {', '.join(levels)})")
         levels = [lv for lv in settings.simd if lv in levels]
     have_arena = engram._core is not None and settings.arena
-    steps = len(kernels) + len(workloads) + (1 + len(ARENA_DIMS) if have_arena else 0) + 1 + settings.load
+    steps = (len(kernels) + len(workloads) + (1 + len(ARENA_DIMS) if have_arena else 0) + 1 + settings.load
+             + settings.scale_out)
     progress = Progress(steps, progress_stream)
     report: dict = {"engram": _version.__version__, "quick": settings.quick, "settings": {
         "cases": settings.cases, "validation_budget_s": settings.validation_budget,
@@ -899,6 +926,13 @@ def build_report(settings: Settings, kernels: dict, workloads: dict, progress_st
         progress.step(f"under load {report['load']['status']}")
     else:
         report["load"] = {"status": "skipped (Settings.load=False)"}
+    if settings.scale_out:
+        progress.note(f"scaling out: top_k over {settings.scale_out_rows:,} x 768 on a 2-worker LocalCluster")
+        report["scale_out"] = scale_out(settings)
+        progress.step(f"scaling out {report['scale_out']['status']}")
+    else:
+        report["scale_out"] = {"status": "not run in --quick (a 3 GB corpus on a cluster takes a minute)"
+                               if settings.quick else "skipped (Settings.scale_out=False)"}
     try:
         report["claims"] = claims(report)
     except Exception as exc:  # a malformed section must not cost the measurements
@@ -1185,6 +1219,25 @@ def render_markdown(report: dict) -> str:
         L += [f"- {line}" for line in lines[1:]]
     else:
         L.append(f"Not measured: {load_result.get('error', load_result.get('status', 'not run'))}")
+    L.append("")
+
+    L += ["## Scaling out", ""]
+    so = report.get("scale_out", {})
+    if so.get("status") == "ok":
+        L.append(f"`engram.dask.top_k` of {so['queries']} queries (k={so['k']}) over a {so['n']:,} x {so['d']} float32 "
+                 f"corpus ({so['corpus_bytes'] / 1e9:.1f} GB) in {so['chunks']} row chunks persisted on a "
+                 f"{so['workers']}-worker `dask.distributed.LocalCluster` (one thread per worker, the kernel at "
+                 f"threads=1 per task), against `engram.top_k(..., threads={so['workers']})` on the same rows in "
+                 "memory; same machine, same run. The answers are compared.")
+        L.append("")
+        L += _table(["side", "best", "median"], [
+            ["cluster", fmt_time(so["cluster_seconds"]["best"]), fmt_time(so["cluster_seconds"]["median"])],
+            ["in memory", fmt_time(so["in_memory_seconds"]["best"]), fmt_time(so["in_memory_seconds"]["median"])]])
+        L.append("")
+        L.append(f"- Overhead (median cluster / median in memory): {so['overhead']:.2f}x; goal <= {so['goal']:g}x: "
+                 f"{_verdict(so['met'])}. Answers equal: {'yes' if so['equal'] else 'NO'}.")
+    else:
+        L.append(f"Not measured: {so.get('error', so.get('status', 'not run'))}")
     L.append("")
 
     L += ["## Method", ""]
