@@ -133,7 +133,8 @@ UNUSED_OK static int parse_args(const char *fname, PyObject *const *args, Py_ssi
 UNUSED_OK static int parse_threads(const char *fname, PyObject *obj, int *threads) {
     *threads = 0;
     if (obj == NULL || obj == Py_None) return 0;
-    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
+    /* NumPy < 2 gives numpy.bool_ an __index__: a bool is still not a thread count */
+    if (PyBool_Check(obj) || PyArray_IsScalar(obj, Bool) || !PyIndex_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s(): threads must be None or a positive int, got %.100s",
                      fname, Py_TYPE(obj)->tp_name);
         return -1;

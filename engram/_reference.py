@@ -121,7 +121,7 @@ def _check_threads(fname, threads):
     if threads is None:
         return
     try:
-        n = None if isinstance(threads, bool) else operator.index(threads)
+        n = None if isinstance(threads, (bool, np.bool_)) else operator.index(threads)
     except TypeError:
         n = None
     if n is None:
