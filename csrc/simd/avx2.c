@@ -757,6 +757,26 @@ DEFINE_HOP_AVX2(hop_max_unweighted_avx2, W1_256, MAX1_256, 0)
 DEFINE_HOP_AVX2(hop_max_f32_avx2, WF32_256, MAXW_256, 0)
 DEFINE_HOP_AVX2(hop_max_f64_avx2, WF64_256, MAXW_256, 0)
 
+/* max(a, v) with NaN from either side winning, as ACC_MAX(a, v) of the scalar spec. */
+static inline __m256d spread_max_nan_256(__m256d a, __m256d v) {
+    return _mm256_blendv_pd(_mm256_max_pd(v, a), v, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+}
+
+/*
+ * Blocked max: x[rows[l]] = max(x[rows[l]], lane l) without a branch per lane
+ * (the comparison is a coin toss on dense hops): gather the rows' values,
+ * take the maxima, store them from lane 7 down, so that lane 0 writes last
+ * where padding lanes repeat its row (they computed from its old value).
+ */
+static inline void spread_max_into_256(double *x, const int32_t *rows, __m256d lo, __m256d hi) {
+    const __m256d old_lo = _mm256_i32gather_pd(x, _mm_loadu_si128((const __m128i *)rows), 8);
+    const __m256d old_hi = _mm256_i32gather_pd(x, _mm_loadu_si128((const __m128i *)(rows + 4)), 8);
+    double m[SPREAD_LANES];
+    _mm256_storeu_pd(m, spread_max_nan_256(old_lo, lo));
+    _mm256_storeu_pd(m + 4, spread_max_nan_256(old_hi, hi));
+    for (int l = SPREAD_LANES - 1; l >= 0; l--) x[rows[l]] = m[l];
+}
+
 #define DEFINE_ACCUMULATE_AVX2(name, weight_of, accumulate, sum)                                   \
     static void name(const engram_spread_pull *p, const double *pulse, size_t c0, size_t c1,     \
                      double *x) {                                                                 \
@@ -766,13 +786,14 @@ DEFINE_HOP_AVX2(hop_max_f64_avx2, WF64_256, MAXW_256, 0)
         for (size_t c = c0; c < c1; c++) {                                                        \
             __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();                           \
             CHUNK_SUMS_256(lo, hi, p->chunk_length[c], weight_of, accumulate, sum);               \
+            const int32_t *rows = p->chunk_rows + c * SPREAD_LANES;                               \
+            if (!(sum)) {                                                                         \
+                spread_max_into_256(x, rows, lo, hi);                                             \
+                continue;                                                                         \
+            }                                                                                     \
             _mm256_storeu_pd(sums, lo);                                                           \
             _mm256_storeu_pd(sums + 4, hi);                                                       \
-            const int32_t *rows = p->chunk_rows + c * SPREAD_LANES;                               \
-            for (int l = 0; l < SPREAD_LANES; l++) {                                              \
-                if (sum) x[rows[l]] += sums[l];                                                   \
-                else if (sums[l] > x[rows[l]] || isnan(sums[l])) x[rows[l]] = sums[l];            \
-            }                                                                                     \
+            for (int l = 0; l < SPREAD_LANES; l++) x[rows[l]] += sums[l];                         \
         }                                                                                         \
     }
 

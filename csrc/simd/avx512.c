@@ -788,8 +788,24 @@ DEFINE_HOP_AVX512(hop_max_f64_avx512, W_F64_512, ACC_MAX_512, 0)
 
 /*
  * Blocked layouts: a chunk's rows are anywhere in its window, so its sums
- * are added row by row (a scatter could not: padding lanes repeat a row).
+ * are added row by row (a scatter could not: padding lanes repeat a row),
+ * and its maxima taken by spread_max_into_512.
  */
+/*
+ * Blocked max: x[rows[l]] = max(x[rows[l]], v[l]), NaN from either side
+ * winning as in the scalar spec, without a branch per lane (the comparison
+ * is a coin toss on dense hops): gather the rows' values, take the maxima,
+ * store them from lane 7 down, so that lane 0 writes last where padding
+ * lanes repeat its row (they computed from its old value).
+ */
+static inline void spread_max_into_512(double *x, const int32_t *rows, __m512d v) {
+    const __m512d old = _mm512_i32gather_pd(_mm256_loadu_si256((const __m256i *)rows), x, 8);
+    const __m512d m = _mm512_mask_mov_pd(_mm512_max_pd(v, old), _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q), v);
+    double lanes[LANES];
+    _mm512_storeu_pd(lanes, m);
+    for (int l = LANES - 1; l >= 0; l--) x[rows[l]] = lanes[l];
+}
+
 #define DEFINE_ACCUMULATE_AVX512(name, weight_of, accumulate, sum)                                 \
     static void name(const engram_spread_pull *p, const double *pulse, size_t c0, size_t c1,     \
                      double *x) {                                                                 \
@@ -799,12 +815,13 @@ DEFINE_HOP_AVX512(hop_max_f64_avx512, W_F64_512, ACC_MAX_512, 0)
         for (size_t c = c0; c < c1; c++) {                                                        \
             __m512d v = _mm512_setzero_pd();                                                      \
             CHUNK_SUMS_512(v, p->chunk_length[c], weight_of, accumulate, sum);                    \
-            _mm512_storeu_pd(sums, v);                                                            \
             const int32_t *rows = p->chunk_rows + c * LANES;                                      \
-            for (int l = 0; l < LANES; l++) {                                                     \
-                if (sum) x[rows[l]] += sums[l];                                                   \
-                else if (sums[l] > x[rows[l]] || isnan(sums[l])) x[rows[l]] = sums[l];            \
+            if (!(sum)) {                                                                         \
+                spread_max_into_512(x, rows, v);                                                  \
+                continue;                                                                         \
             }                                                                                     \
+            _mm512_storeu_pd(sums, v);                                                            \
+            for (int l = 0; l < LANES; l++) x[rows[l]] += sums[l];                                \
         }                                                                                         \
     }
 
