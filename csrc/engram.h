@@ -418,7 +418,11 @@ engram_status engram_top_k(engram_arena *arena, engram_float_type type,
  * the frontier; a node whose incoming pulse is > 0 and >= threshold (and,
  * unless revisit, has not fired before) fires: its total is combined with
  * the pulse and it joins the next frontier.  Pulses and totals are kept in
- * float64; the result is rounded to float32 once, at the end.
+ * float64; the result is rounded to float32 once, at the end.  Products and
+ * sums are IEEE: a pulse that overflowed to inf sends NaN (0 * inf) along an
+ * edge of weight 0, and a NaN term makes the row's incoming pulse NaN under
+ * "sum" and "max" alike (max propagates NaN from either side, as NumPy's
+ * maximum does), so that node does not fire in that hop.
  *
  * A hop either pushes over the out-edges of a sparse frontier (CSR, cost
  * proportional to the edges reached) or, when the frontier's out-edges are
@@ -512,7 +516,7 @@ typedef struct engram_spread_seeds {
     const void *data;
     ptrdiff_t row_stride;
     size_t count;
-    const int64_t *ids; /* distinct, in [0, n) */
+    const int64_t *ids; /* in [0, n); a repeated id keeps its last value */
     const double *values;
 } engram_spread_seeds;
 
@@ -585,10 +589,11 @@ struct engram_spread_ops {
     size_t (*classify)(const engram_spread_classify *k, size_t c0, size_t c1, const double *x,
                        uint64_t *edges);
     /*
-     * out[i] = (float)s[i] for i < n, and the ids of s[i] > 0 && s[i] >=
-     * threshold appended to ids (*count of them), stopping at the first s[i]
-     * that is negative, NaN or infinite: returns its index, or n.  For float32
-     * seeds the threshold is the smallest float32 >= the float64 threshold.
+     * out[i] = (float)s[i] for i < n (unless out is NULL), and the ids of
+     * s[i] > 0 && s[i] >= threshold appended to ids (*count of them),
+     * stopping at the first s[i] that is negative, NaN or infinite: returns
+     * its index, or n.  For float32 seeds the threshold is the smallest
+     * float32 >= the float64 threshold.
      */
     size_t (*select_f32)(const float *s, size_t n, float threshold, float *out, int64_t *ids,
                          size_t *count);
@@ -638,8 +643,11 @@ size_t engram_spread_first_bad_f64_scalar(const double *, size_t);
  * Spread rows of seeds over g into out (rows x n float32, out_row_stride
  * elements apart).  Everything is validated before out is written (unless
  * opt->out_is_fresh).  When a hop should pull (auto, or forced) but g->pull
- * is NULL while g->pull_possible, returns ENGRAM_OK with *wants_pull = 1
- * and out unspecified: build the layout and call again.  *edges (if not
+ * is NULL while g->pull_possible, returns ENGRAM_OK with *wants_pull = 1:
+ * build the layout and call again.  Rows completed by then are written to
+ * out (a later call rewrites them the same); unless out_is_fresh, no row
+ * writes out before it is complete, so with one row of seeds out is
+ * untouched and the seeds (which out may alias) intact.  *edges (if not
  * NULL) receives the number of edge slots visited.
  */
 engram_status engram_spread_run(engram_arena *arena, const engram_spread_graph *g,

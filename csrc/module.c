@@ -158,20 +158,43 @@ UNUSED_OK static int parse_threads(const char *fname, PyObject *obj, int *thread
     return 0;
 }
 
-/* A Python float (or int) parameter. */
+static void raise_about_array(PyObject *exc, const char *fname, const char *argname,
+                              const char *expected, PyArrayObject *arr);
+
+/*
+ * A real-number parameter: a Python int or float, a NumPy integer or
+ * floating scalar, or a 0-d array of one (bool is not a number here).
+ * Anything else is a TypeError, and an int beyond the float64 range a
+ * ValueError, both naming the argument.
+ */
 UNUSED_OK static int parse_double(const char *fname, const char *argname, PyObject *obj, double *out) {
     if (PyFloat_CheckExact(obj)) {
         *out = PyFloat_AS_DOUBLE(obj);
         return 0;
     }
-    if (PyBool_Check(obj) || !(PyFloat_Check(obj) || PyLong_Check(obj) || PyIndex_Check(obj) ||
-                               PyArray_IsScalar(obj, Floating))) {
+    if (PyArray_Check(obj)) {
+        PyArrayObject *arr = (PyArrayObject *)obj;
+        const char kind = PyArray_DESCR(arr)->kind;
+        if (PyArray_NDIM(arr) != 0 || (kind != 'f' && kind != 'i' && kind != 'u')) {
+            raise_about_array(PyExc_TypeError, fname, argname, "a real number", arr);
+            return -1;
+        }
+    } else if (PyBool_Check(obj) || !(PyFloat_Check(obj) || PyLong_Check(obj) ||
+                                      PyArray_IsScalar(obj, Floating) || PyArray_IsScalar(obj, Integer))) {
         PyErr_Format(PyExc_TypeError, "%s(): %s must be a real number, got %.100s", fname, argname,
                      Py_TYPE(obj)->tp_name);
         return -1;
     }
     *out = PyFloat_AsDouble(obj);
-    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+    if (*out == -1.0 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s(): %s must be a real number in the float64 range, "
+                                           "got an int too large for it", fname, argname);
+        }
+        return -1;
+    }
+    return 0;
 }
 
 /* One of `choices` (a NULL-terminated list); returns its index or -1. */
@@ -1082,7 +1105,8 @@ static int spread_parse_decay(PyObject *obj, size_t max_depth, double *scalar,
                               const double **per_hop, PyObject **owned) {
     *per_hop = NULL;
     *owned = NULL;
-    if (PyFloat_Check(obj) || PyLong_Check(obj) || PyArray_IsScalar(obj, Number))
+    if (PyFloat_Check(obj) || PyLong_Check(obj) || PyArray_IsScalar(obj, Number) ||
+        (PyArray_Check(obj) && PyArray_NDIM((PyArrayObject *)obj) == 0))
         return parse_double("spread", "decay", obj, scalar);
     PyArrayObject *arr = (PyArrayObject *)PyArray_FROMANY(obj, NPY_NOTYPE, 0, 0, 0);
     if (arr == NULL) {
@@ -1114,53 +1138,104 @@ static int spread_parse_decay(PyObject *obj, size_t max_depth, double *scalar,
     return 0;
 }
 
-/* seeds as a dict {node: value}: ids and values into PyMem buffers. */
+/*
+ * seeds as a dict {node: value}: ids and values into PyMem buffers, in the
+ * dict's order (a node named twice, by keys whose __index__ agree, keeps the
+ * later value).  The entries are read from a snapshot that owns them: a
+ * key's __index__ or a value's __float__ may change the dict meanwhile.
+ */
 static int spread_parse_dict(PyObject *dict, size_t n, engram_spread_seeds *s, int64_t **ids,
                              double **values) {
-    Py_ssize_t count = PyDict_GET_SIZE(dict), pos = 0, i = 0;
+    PyObject *items = PyDict_Items(dict);
+    if (items == NULL) return -1;
+    const Py_ssize_t count = PyList_GET_SIZE(items);
+    int rc = -1;
     *ids = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(int64_t));
     *values = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(double));
     if (*ids == NULL || *values == NULL) {
         PyErr_NoMemory();
-        return -1;
+        goto done;
     }
-    PyObject *key, *value;
-    while (PyDict_Next(dict, &pos, &key, &value)) {
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        PyObject *key = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
         if (PyBool_Check(key) || !PyIndex_Check(key)) {
             PyErr_Format(PyExc_TypeError, "spread(): seeds given as a dict must map int node ids to "
                                           "values, got a key of type %.100s", Py_TYPE(key)->tp_name);
-            return -1;
+            goto done;
         }
         PyObject *index = PyNumber_Index(key);
-        if (index == NULL) return -1;
+        if (index == NULL) goto done;
         int overflow = 0;
         long long id = PyLong_AsLongLongAndOverflow(index, &overflow);
-        Py_DECREF(index);
-        if (id == -1 && PyErr_Occurred()) return -1;
+        if (id == -1 && PyErr_Occurred()) {
+            Py_DECREF(index);
+            goto done;
+        }
         if (overflow || id < 0 || (unsigned long long)id >= n) {
             PyErr_Format(PyExc_ValueError, "spread(): seeds has node %R, out of range for a graph "
-                                           "of %zu nodes", key, n);
-            return -1;
+                                           "of %zu nodes", index, n);
+            Py_DECREF(index);
+            goto done;
         }
-        double x;
+        Py_DECREF(index);
         if (PyBool_Check(value) || !(PyFloat_Check(value) || PyLong_Check(value) ||
                                      PyArray_IsScalar(value, Floating) || PyArray_IsScalar(value, Integer))) {
             PyErr_Format(PyExc_TypeError, "spread(): seeds[%lld] must be a real number, got %.100s",
                          id, Py_TYPE(value)->tp_name);
-            return -1;
+            goto done;
         }
-        x = PyFloat_AsDouble(value);
-        if (x == -1.0 && PyErr_Occurred()) return -1;
+        double x = PyFloat_AsDouble(value);
+        if (x == -1.0 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) goto done;
+            /* an int beyond float64 is an infinite seed (reported as such below) */
+            PyErr_Clear();
+            const int negative = PyObject_RichCompareBool(value, Py_False, Py_LT);
+            if (negative < 0) goto done;
+            x = negative ? -Py_HUGE_VAL : Py_HUGE_VAL;
+        }
         (*ids)[i] = id;
         (*values)[i] = x;
-        i++;
     }
     s->type = ENGRAM_SPREAD_SEEDS_SPARSE;
     s->rows = 1;
-    s->count = (size_t)i;
+    s->count = (size_t)count;
     s->ids = *ids;
     s->values = *values;
+    rc = 0;
+done:
+    Py_DECREF(items);
+    return rc;
+}
+
+/*
+ * out must not share memory with the graph's arrays (with Graph(copy=False)
+ * they may be the caller's): the kernel reads them while it writes out, and
+ * later calls would read what it wrote.
+ */
+static int spread_check_out_graph(PyArrayObject *out, PyObject *graph) {
+    static const char *const names[] = {"indptr", "indices", "weights"};
+    for (int i = 0; i < 3; i++) {
+        PyObject *a = PyObject_GetAttrString(graph, names[i]);
+        if (a == NULL) return -1;
+        const int overlap = PyArray_Check(a) && arrays_overlap(out, (PyArrayObject *)a);
+        Py_DECREF(a);
+        if (overlap) {
+            PyErr_Format(PyExc_ValueError, "spread(): out overlaps the graph's %s in memory; pass a "
+                                           "separate array", names[i]);
+            return -1;
+        }
+    }
     return 0;
+}
+
+/* Whether the kernel can write out in place: aligned, contiguous rows a whole number of floats apart. */
+static int spread_out_direct(PyArrayObject *out) {
+    const int nd = PyArray_NDIM(out);
+    const npy_intp item = (npy_intp)sizeof(float);
+    if (!PyArray_ISALIGNED(out)) return 0;
+    if (PyArray_DIM(out, nd - 1) > 1 && PyArray_STRIDE(out, nd - 1) != item) return 0;
+    return nd == 1 || PyArray_STRIDE(out, 0) % item == 0;
 }
 
 KERNEL_ENTRY(spread, ENGRAM_KERNEL_SPREAD)
@@ -1195,8 +1270,7 @@ static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t
                                    &decay_owned) < 0)
         goto done;
     if (v[4] && parse_double("spread", "threshold", v[4], &opt.threshold) < 0) goto done;
-    if (v[5] && v[5] != Py_None &&
-        (normalize = parse_choice("spread", "normalize", v[5], normalize_choices)) < 0)
+    if (v[5] && (normalize = parse_choice("spread", "normalize", v[5], normalize_choices)) < 0)
         goto done;
     if (v[6]) {
         int c = parse_choice("spread", "combine", v[6], combine_choices);
@@ -1245,10 +1319,26 @@ static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t
     if (check_size("spread", "the output", seeds.rows, n, sizeof(float)) < 0) goto done;
 
     /* out */
-    PyArrayObject *out;
+    PyArrayObject *caller_out = NULL, *out;
     if (v[8] && v[8] != Py_None) {
-        if (get_out("spread", v[8], NPY_FLOAT, ndim, shape, 0, &out) < 0) goto done;
-        if (seeds_in.arr && check_no_overlap("spread", out, &seeds_in, "seeds", 1) < 0) goto done;
+        if (get_out("spread", v[8], NPY_FLOAT, ndim, shape, 1, &caller_out) < 0) goto done;
+        if (seeds_in.given && check_no_overlap("spread", caller_out, &seeds_in, "seeds", 1) < 0)
+            goto done;
+        if (spread_check_out_graph(caller_out, graph) < 0) goto done;
+    }
+    /*
+     * The kernel writes the caller's out itself when out has a layout it
+     * writes and nothing can stop it half-way: a run that stops to have the
+     * pull layout built writes nothing of a single row, but several rows
+     * may have finished by then, and a second run would read seeds that out
+     * aliases, or the layout build fail after out was written.  Batches on a
+     * graph that may still need the layout are written to a fresh array,
+     * copied into out once the call succeeded.
+     */
+    const int may_rerun = view.g.pull == NULL && view.g.pull_possible && opt.max_depth > 0 &&
+                          spread_direction != ENGRAM_SPREAD_PUSH;
+    if (caller_out && !(may_rerun && seeds.rows > 1) && spread_out_direct(caller_out)) {
+        out = caller_out;
         Py_INCREF(out);
         opt.out_is_fresh = 0;
     } else {
@@ -1287,6 +1377,13 @@ static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t
         Py_DECREF(out);
         raise_status(status);
         goto done;
+    }
+    if (caller_out && out != caller_out) {
+        const int copied = PyArray_CopyInto(caller_out, out);
+        Py_DECREF(out);
+        if (copied < 0) goto done;
+        out = caller_out;
+        Py_INCREF(out);
     }
     *elements = edges;
     result = (PyObject *)out;
@@ -2472,13 +2569,22 @@ static PyMethodDef core_methods[] = {
      "spread(graph, seeds, *, max_depth=4, decay=0.85, threshold=1e-4, normalize='none', "
      "combine='sum', revisit=False, out=None, threads=None)\n--\n\n"
      "Spread activation from seeds over a weighted directed graph; float32 totals.\n\n"
-     "graph: engram.Graph, a scipy.sparse matrix or (indptr, indices[, weights]).\n"
-     "seeds: (n,) or (b, n) float32/float64, finite and >= 0, or a dict {node: value}.\n"
+     "graph: engram.Graph, a scipy.sparse matrix or (indptr, indices[, weights[, n]]).\n"
+     "A matrix or tuple is made into a new Graph on every call (validated, copied, and\n"
+     "normalised or laid out for dense hops again each time): build one engram.Graph\n"
+     "and pass it to every call instead.\n"
+     "seeds: (n,) or (b, n) float32/float64, finite and >= 0, or a dict {node: value}\n"
+     "(a node named twice by keys with the same __index__ keeps the later value).\n"
      "Each hop k sends decay_k * w(u, v) * pulse[u] (w / out-weight of u with\n"
      "normalize='out') along the out-edges of the frontier; a node whose incoming\n"
      "pulse is > 0 and >= threshold fires (once, unless revisit) and adds it to its\n"
      "total ('sum') or keeps the larger ('max').  decay is a factor in (0, 1] or\n"
-     "max_depth of them.  Returns the totals, (n,) or (b, n) float32."},
+     "max_depth of them.  Arithmetic is IEEE float64: a pulse that overflows to inf\n"
+     "sends NaN (inf * 0) along an edge of weight 0, NaN wins under 'sum' and 'max'\n"
+     "alike, and a node whose incoming pulse is NaN does not fire.\n"
+     "Returns the totals, (n,) or (b, n) float32; out= takes a float32 array of that\n"
+     "shape in any layout, or seeds itself (float32, same layout); on any error it is\n"
+     "left as it was."},
     {"_spread_pull_plan", py_spread_pull_plan, METH_VARARGS, NULL},
     {"_spread_pull_build", py_spread_pull_build, METH_VARARGS, NULL},
     {"_spread_pull_max_nodes", py_spread_pull_max_nodes, METH_NOARGS, NULL},

@@ -54,8 +54,14 @@
         }                                                                                         \
     }
 
+/*
+ * max propagates NaN whichever side it is on, like the sum (and NumPy's
+ * maximum): a term is NaN only as 0 * inf, an edge of weight 0 from a pulse
+ * that overflowed, and the row's incoming pulse is then NaN, which does not
+ * fire.  Any order of the terms gives the same result.
+ */
 #define ACC_SUM(a, t) ((a) = (a) + (t))
-#define ACC_MAX(a, t) ((a) = (t) > (a) ? (t) : (a))
+#define ACC_MAX(a, t) ((a) = ((t) > (a) || isnan(t)) ? (t) : (a))
 #define W_ONE(slot) 1.0
 #define W_F32(slot) (double)weights[base + (int64_t)(slot)]
 #define W_F64(slot) weights[base + (int64_t)(slot)]
@@ -160,7 +166,7 @@ size_t engram_spread_select_f32_scalar(const float *s, size_t n, float threshold
             *count = k;
             return i;
         }
-        out[i] = v;
+        if (out) out[i] = v;
         if (v > 0.0f && v >= threshold) ids[k++] = (int64_t)i;
     }
     *count = k;
@@ -176,7 +182,7 @@ size_t engram_spread_select_f64_scalar(const double *s, size_t n, double thresho
             *count = k;
             return i;
         }
-        out[i] = (float)v;
+        if (out) out[i] = (float)v;
         if (v > 0.0 && v >= threshold) ids[k++] = (int64_t)i;
     }
     *count = k;
@@ -241,9 +247,13 @@ static int by_degree_then_index(const void *a, const void *b) {
 /*
  * Sort a window's items by degree, larger first, ties by index: a counting
  * sort when the degrees are small (the usual case; linear), else qsort.
- * counts has COUNTING_SORT_MAX + 2 entries; out receives the order.
+ * counts has counts_for(largest degree) entries; out receives the order.
  */
 #define COUNTING_SORT_MAX 4096
+
+static size_t counts_for(uint64_t max_degree) {
+    return (max_degree < COUNTING_SORT_MAX ? (size_t)max_degree : COUNTING_SORT_MAX) + 2;
+}
 
 static void sort_by_degree(const degree_sort_item *items, size_t k, size_t *counts,
                            degree_sort_item *out) {
@@ -266,6 +276,9 @@ static size_t window_size(size_t window_rows) {
     if (window_rows < LANES) window_rows = LANES;
     return window_rows - window_rows % LANES;
 }
+
+/* Items a window's sort holds: a window of a small graph is the graph. */
+static size_t window_items(size_t wr, size_t n) { return wr < n ? wr : (n ? n : 1); }
 
 static engram_status check_length(int64_t length, int32_t row) {
     if (length > INT32_MAX)
@@ -336,9 +349,10 @@ static engram_status lay_out(engram_arena *arena, const engram_spread_graph *g, 
     int64_t *degree = engram_arena_alloc(arena, (n + 1) * sizeof *degree);
     int64_t *lane_of = engram_arena_alloc(arena, (n + 1) * sizeof *lane_of);
     int64_t *filled = engram_arena_alloc(arena, (n + 1) * sizeof *filled);
-    degree_sort_item *items = engram_arena_alloc(arena, wr * sizeof *items);
-    degree_sort_item *sorted = engram_arena_alloc(arena, wr * sizeof *sorted);
-    size_t *counts = engram_arena_alloc(arena, (COUNTING_SORT_MAX + 2) * sizeof *counts);
+    degree_sort_item *items = engram_arena_alloc(arena, window_items(wr, n) * sizeof *items);
+    degree_sort_item *sorted = engram_arena_alloc(arena, window_items(wr, n) * sizeof *sorted);
+    /* a block's in-degrees are at most the edges */
+    size_t *counts = engram_arena_alloc(arena, counts_for(g->nnz) * sizeof *counts);
     if (!sorted || !counts) return ENGRAM_ERR_NOMEM;
     /* a block has at most one partly filled chunk per window */
     int64_t *block_offsets = engram_arena_alloc(arena, (row_chunks + n_windows + 1) * sizeof(int64_t));
@@ -423,12 +437,16 @@ engram_status engram_spread_pull_plan(engram_arena *arena, const engram_spread_g
                                              "are too many", n);
     const size_t row_chunks = (n + LANES - 1) / LANES, wr = window_size(window_rows);
     int64_t *in_degree = engram_arena_alloc(arena, (n + 1) * sizeof *in_degree);
-    degree_sort_item *items = engram_arena_alloc(arena, wr * sizeof *items);
-    degree_sort_item *sorted = engram_arena_alloc(arena, wr * sizeof *sorted);
-    size_t *counts = engram_arena_alloc(arena, (COUNTING_SORT_MAX + 2) * sizeof *counts);
-    if (in_degree == NULL || items == NULL || sorted == NULL || counts == NULL) return ENGRAM_ERR_NOMEM;
+    if (in_degree == NULL) return ENGRAM_ERR_NOMEM;
     memset(in_degree, 0, (n + 1) * sizeof *in_degree);
     for (size_t e = 0; e < g->nnz; e++) in_degree[csr_target(g, e)]++;
+    int64_t max_degree = 0;
+    for (size_t v = 0; v < n; v++)
+        if (in_degree[v] > max_degree) max_degree = in_degree[v];
+    degree_sort_item *items = engram_arena_alloc(arena, window_items(wr, n) * sizeof *items);
+    degree_sort_item *sorted = engram_arena_alloc(arena, window_items(wr, n) * sizeof *sorted);
+    size_t *counts = engram_arena_alloc(arena, counts_for((uint64_t)max_degree) * sizeof *counts);
+    if (items == NULL || sorted == NULL || counts == NULL) return ENGRAM_ERR_NOMEM;
     for (size_t w0 = 0; w0 < n; w0 += wr) {
         const size_t w1 = w0 + wr < n ? w0 + wr : n;
         for (size_t v = w0; v < w1; v++) sorted[v - w0] = (degree_sort_item){in_degree[v], (int32_t)v};
@@ -494,6 +512,7 @@ typedef struct spread_ctx {
     float threshold_f32;
     spread_scratch *scratch; /* one per worker */
     unsigned hop_threads;    /* threads sharing each dense hop of a single row */
+    int hold_out;            /* a row writes out only once it is complete */
     size_t next_row;     /* atomic: rows are handed out in order */
     int abort;           /* atomic: a row wants the pull layout, or failed */
     int wants_pull;
@@ -911,7 +930,28 @@ static inline int choose_pull(const spread_ctx *ctx, uint64_t front_edges) {
     return (double)front_edges > opt->pull_fraction * (double)g->nnz;
 }
 
-/* Returns 0, or 1 when the row needs the pull layout (nothing final written). */
+/*
+ * With out held back, a complete row first writes what hop 0 would have:
+ * its seeds as float32, or zeros.  (One more read of the seeds, which the
+ * hop-0 scan brought into cache, instead of a copy kept in scratch.)
+ */
+static void write_held_seeds(const spread_ctx *ctx, const void *dense, float *out) {
+    const size_t n = ctx->g->n;
+    if (!ctx->hold_out) return;
+    if (dense == NULL) {
+        memset(out, 0, n * sizeof(float));
+    } else if (ctx->seeds->type == ENGRAM_SPREAD_SEEDS_F32) {
+        memcpy(out, dense, n * sizeof(float));
+    } else {
+        const double *d = dense;
+        for (size_t i = 0; i < n; i++) out[i] = (float)d[i];
+    }
+}
+
+/*
+ * Returns 0, or 1 when the row needs the pull layout (with out held back,
+ * nothing written to out; else its seeds may be).
+ */
 static int spread_row(spread_ctx *ctx, spread_scratch *s, size_t row) {
     const engram_spread_graph *g = ctx->g;
     const engram_spread_options *opt = ctx->opt;
@@ -921,23 +961,31 @@ static int spread_row(spread_ctx *ctx, spread_scratch *s, size_t row) {
     row_run rr = {.ctx = ctx, .s = s, .row = row};
     const double decay1 = opt->max_depth > 0 ? decay_of_hop(opt, 1) : 0.0;
 
-    /* hop 0: totals are the seeds, the frontier the seeds >= threshold */
+    /* hop 0: totals are the seeds, the frontier the seeds >= threshold; out starts as the
+       seeds (rewritten where totals change), or they are held until the row is complete */
     size_t count = 0;
     const void *dense = seeds_row(ctx, row);
+    float *base = ctx->hold_out ? NULL : out;
     if (dense == NULL) {
-        memset(out, 0, n * sizeof(float));
+        if (!ctx->hold_out) memset(out, 0, n * sizeof(float));
+        /* a node named twice keeps its later value, as a dict written into an array would */
         for (size_t i = 0; i < seeds->count; i++) {
             const size_t v = (size_t)seeds->ids[i];
-            const double value = seeds->values[i];
-            s->total[v] = value;
-            s->state[v] = TOTAL;
-            s->total_list[rr.n_total++] = (int64_t)v;
+            if (!(s->state[v] & TOTAL)) {
+                s->state[v] = TOTAL;
+                s->total_list[rr.n_total++] = (int64_t)v;
+            }
+            s->total[v] = seeds->values[i];
+        }
+        for (size_t i = 0; i < rr.n_total; i++) {
+            const size_t v = (size_t)s->total_list[i];
+            const double value = s->total[v];
             if (value > 0 && value >= opt->threshold) s->front_ids[count++] = (int64_t)v;
         }
     } else {
         const size_t bad = seeds->type == ENGRAM_SPREAD_SEEDS_F32
-                               ? ctx->ops->select_f32(dense, n, ctx->threshold_f32, out, s->front_ids, &count)
-                               : ctx->ops->select_f64(dense, n, opt->threshold, out, s->front_ids, &count);
+                               ? ctx->ops->select_f32(dense, n, ctx->threshold_f32, base, s->front_ids, &count)
+                               : ctx->ops->select_f64(dense, n, opt->threshold, base, s->front_ids, &count);
         if (bad < n) {
             /* only reached when out is fresh: the caller reports the smallest (row, index) */
             __atomic_store_n(&ctx->abort, 1, __ATOMIC_RELAXED);
@@ -950,6 +998,7 @@ static int spread_row(spread_ctx *ctx, spread_scratch *s, size_t row) {
     }
     if (opt->max_depth == 0 || count == 0) {
         /* the totals are the seeds (sparse seeds are on total_list) */
+        write_held_seeds(ctx, dense, out);
         for (size_t i = 0; i < rr.n_total; i++) {
             const size_t v = (size_t)s->total_list[i];
             out[v] = (float)s->total[v];
@@ -1014,6 +1063,7 @@ static int spread_row(spread_ctx *ctx, spread_scratch *s, size_t row) {
         for (size_t v = 0; v < n; v++) out[v] = (float)s->total[v];
         memset(s->state, 0, n);
     } else {
+        write_held_seeds(ctx, dense, out);
         for (size_t i = 0; i < rr.n_total; i++) {
             const size_t v = (size_t)s->total_list[i];
             out[v] = (float)s->total[v];
@@ -1209,6 +1259,13 @@ engram_status engram_spread_run(engram_arena *arena, const engram_spread_graph *
     const size_t work_per_row = g->n + g->nnz / 8;
     const unsigned threads = engram_threads_for(opt->threads, seeds->rows * work_per_row,
                                                 SPREAD_PARALLEL_WORK, seeds->rows);
+    /*
+     * A run that may stop for the pull layout holds out back in each row
+     * (out is the caller's: it may alias the seeds, and must stay untouched
+     * if the layout cannot be built): a row writes out once it is complete.
+     */
+    ctx.hold_out = !opt->out_is_fresh && g->pull == NULL && g->pull_possible &&
+                   opt->direction != ENGRAM_SPREAD_PUSH && opt->max_depth > 0;
     /* every worker's scratch comes from the caller's arena, carved before they start */
     spread_scratch *scratch = engram_arena_alloc(arena, threads * sizeof *scratch);
     if (scratch == NULL) return ENGRAM_ERR_NOMEM;

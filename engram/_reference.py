@@ -230,21 +230,56 @@ from .graph import Graph  # noqa: E402  (the same validated graph for both backe
 __all__ += ["spread", "Graph"]
 
 
-def _spread_decays(decay, max_depth: int) -> np.ndarray:
-    """decay as max_depth per-hop factors, each checked to be in (0, 1]."""
-    if isinstance(decay, (bool, np.bool_)):
-        raise TypeError("spread(): decay must be a real number, got bool")
-    arr = np.asarray(decay)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(
-            f"spread(): decay must be a real number or a real array, got {arr.dtype} array "
-            f"of shape {arr.shape}"
-        )
-    if arr.ndim == 0:
-        d = float(arr)
+def _spread_real(name: str, value) -> float:
+    """A real-number parameter as the C core takes it: a Python int or float, a NumPy integer or
+    floating scalar, or a 0-d array of one (not bool); out of the float64 range is a ValueError."""
+    if isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind not in "iuf":
+            raise TypeError(f"spread(): {name} must be a real number, got {_describe(value)}")
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"spread(): {name} must be a real number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"spread(): {name} must be a real number in the float64 range, got an int too large "
+            "for it"
+        ) from None
+
+
+class _SpreadDecays:
+    """The factor of each hop k = 0 .. hops - 1 (``decays[k]``): one factor for every hop, or an
+    array of them.  One factor is never expanded into an array: max_depth may be huge while the
+    frontier empties after a few hops."""
+
+    def __init__(self, factor: float, per_hop, hops: int):
+        self.factor, self.per_hop, self.hops = factor, per_hop, hops
+
+    def __getitem__(self, k: int) -> float:
+        return self.factor if self.per_hop is None else self.per_hop[k]
+
+
+def _spread_decays(decay, max_depth: int) -> _SpreadDecays:
+    """decay as per-hop factors, each checked to be in (0, 1]."""
+    if not isinstance(decay, np.ndarray) and (
+        isinstance(decay, (bool, np.bool_, int, float, np.integer, np.floating))
+    ):
+        arr = None
+    else:
+        arr = np.asarray(decay)
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(
+                f"spread(): decay must be a real number or a real array, got {arr.dtype} array "
+                f"of shape {arr.shape}"
+            )
+    if arr is None or arr.ndim == 0:
+        d = _spread_real("decay", decay)
         if not 0 < d <= 1:
             raise ValueError(f"spread(): decay must be in (0, 1], got {d}")
-        return np.full(max_depth, d)
+        return _SpreadDecays(d, None, max_depth)
     if arr.ndim != 1 or arr.shape[0] != max_depth:
         raise ValueError(
             f"spread(): decay must be a number or an array of max_depth = {max_depth} per-hop "
@@ -255,18 +290,26 @@ def _spread_decays(decay, max_depth: int) -> np.ndarray:
     if bad.any():
         k = int(np.argmax(bad))
         raise ValueError(f"spread(): decay must be in (0, 1], but decay[{k}] = {arr[k]}")
-    return arr
+    return _SpreadDecays(1.0, arr, max_depth)
 
 
 def _spread_seeds(seeds, n: int) -> tuple[np.ndarray, bool]:
-    """Seeds as a float64 (b, n) array, and whether they came as a batch."""
+    """Seeds as a float64 (b, n) array, and whether they came as a batch.
+
+    A dict maps node ids (ints, or anything with __index__ but bool) to values; when two keys
+    name the same node, the later one counts, as when the dict is written into a dense array.
+    """
     if isinstance(seeds, dict):
         dense = np.zeros((1, n))
-        for node, value in seeds.items():
-            if isinstance(node, (bool, np.bool_)) or not isinstance(node, (int, np.integer)):
+        for key, value in list(seeds.items()):
+            try:
+                node = None if isinstance(key, (bool, np.bool_)) else operator.index(key)
+            except TypeError:
+                node = None
+            if node is None:
                 raise TypeError(
                     "spread(): seeds given as a dict must map int node ids to values, got a key "
-                    f"of type {type(node).__name__}"
+                    f"of type {type(key).__name__}"
                 )
             if not 0 <= node < n:
                 raise ValueError(
@@ -278,7 +321,10 @@ def _spread_seeds(seeds, n: int) -> tuple[np.ndarray, bool]:
                 raise TypeError(
                     f"spread(): seeds[{node}] must be a real number, got {type(value).__name__}"
                 )
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                value = float("inf") if value > 0 else float("-inf")
             if not (np.isfinite(value) and value >= 0):
                 what = "NaN" if np.isnan(value) else "infinite" if np.isinf(value) else "negative"
                 raise ValueError(
@@ -286,21 +332,12 @@ def _spread_seeds(seeds, n: int) -> tuple[np.ndarray, bool]:
                 )
             dense[0, node] = value
         return dense, False
-    arr = np.asarray(seeds)
-    if arr.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(
-            f"spread(): seeds must be a float32 or float64 array, got {arr.dtype} array of shape "
-            f"{arr.shape} and strides {arr.strides}"
-        )
-    if arr.ndim not in (1, 2):
-        raise ValueError(
-            f"spread(): seeds must be 1- to 2-dimensional, got {arr.dtype} array of shape "
-            f"{arr.shape} and strides {arr.strides}"
-        )
+    # float32/float64 in either byte order, like the C core
+    arr = _float_array("spread", "seeds", seeds, (1, 2))
     if arr.shape[-1] != n:
         raise ValueError(
             f"spread(): seeds must be of shape ({n},) or (b, {n}) for a graph of {n} nodes, got "
-            f"{arr.dtype} array of shape {arr.shape} and strides {arr.strides}"
+            f"{_describe(arr)}"
         )
     batch = arr.ndim == 2
     rows = (arr if batch else arr[None, :]).astype(np.float64)
@@ -329,6 +366,12 @@ def _spread_edges(g: Graph, normalize: str):
 def _spread_row(src, dst, w, seeds, decays, threshold, combine, revisit, trace=None):
     """One row of seeds, exactly as DESIGN.md writes it; float64 totals.
 
+    ``decays`` gives the factor of each hop (_spread_decays).
+    Every product and sum is IEEE float64: a pulse that overflowed to inf sends
+    inf along an edge of weight > 0 and NaN (0 * inf) along an edge of weight 0;
+    NaN wins under both combines (np.maximum, like the sum, propagates it), and
+    a NaN pulse is not > 0, so that node does not fire this hop.
+
     ``trace`` (a list) receives each hop's incoming pulses of the nodes that
     received any, for tests that keep clear of the threshold's knife edge.
     """
@@ -337,25 +380,28 @@ def _spread_row(src, dst, w, seeds, decays, threshold, combine, revisit, trace=N
     pulse = seeds.copy()
     frontier = (pulse > 0) & (pulse >= threshold)
     fired = frontier.copy()
-    for k in range(decays.shape[0]):
-        if not frontier.any():
-            break
+    k = 0
+    while k < decays.hops and frontier.any():
+        decay_k = decays[k]
+        k += 1
         active = frontier[src]
-        c = decays[k] * w[active] * pulse[src[active]]
-        nxt = np.zeros(n)
-        if combine == "sum":
-            np.add.at(nxt, dst[active], c)
-        else:
-            np.maximum.at(nxt, dst[active], c)
+        with np.errstate(over="ignore", invalid="ignore"):
+            c = decay_k * w[active] * pulse[src[active]]
+            nxt = np.zeros(n)
+            if combine == "sum":
+                np.add.at(nxt, dst[active], c)
+            else:
+                np.maximum.at(nxt, dst[active], c)
         if trace is not None:
             reached = np.zeros(n, dtype=bool)
             reached[dst[active]] = True
             trace.append(nxt[reached])
         frontier = (nxt > 0) & (nxt >= threshold) & (revisit | ~fired)
-        if combine == "sum":
-            total[frontier] = total[frontier] + nxt[frontier]
-        else:
-            total[frontier] = np.maximum(total[frontier], nxt[frontier])
+        with np.errstate(over="ignore"):
+            if combine == "sum":
+                total[frontier] = total[frontier] + nxt[frontier]
+            else:
+                total[frontier] = np.maximum(total[frontier], nxt[frontier])
         fired |= frontier
         pulse = np.where(frontier, nxt, 0.0)
     return total
@@ -367,27 +413,49 @@ def _spread_check(graph, seeds, max_depth, decay, threshold, normalize, combine,
         raise TypeError(f"spread(): max_depth must be an int >= 0, got {type(max_depth).__name__}")
     if max_depth < 0:
         raise ValueError(f"spread(): max_depth must be >= 0, got {max_depth}")
-    decays = _spread_decays(decay, int(max_depth))
-    if isinstance(threshold, (bool, np.bool_)) or not isinstance(
-        threshold, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"spread(): threshold must be a real number, got {type(threshold).__name__}")
-    threshold = float(threshold)
+    max_depth = int(max_depth)
+    if max_depth >= 2**64:
+        raise ValueError("spread(): max_depth is too large")
+    decays = _spread_decays(decay, max_depth)
+    threshold = _spread_real("threshold", threshold)
     if not threshold >= 0:
         raise ValueError(f"spread(): threshold must be >= 0 and not NaN, got {threshold}")
     for name, value, choices in (("normalize", normalize, ("none", "out")),
                                  ("combine", combine, ("sum", "max"))):
-        if value not in choices or not isinstance(value, str):
+        if not isinstance(value, str) or value not in choices:
             exc = ValueError if isinstance(value, str) else TypeError
             raise exc(f"spread(): {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     if not (isinstance(revisit, (bool, np.bool_)) or (isinstance(revisit, int) and revisit in (0, 1))):
         raise TypeError(f"spread(): revisit must be a bool, got {type(revisit).__name__}")
-    if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256
-    ):
-        raise ValueError(f"spread(): threads must be None or in 1..256, got {threads!r}")
+    _check_threads("spread", threads)
     rows, batch = _spread_seeds(seeds, g.n)
     return g, rows, batch, decays, threshold, bool(revisit)
+
+
+def _spread_check_out(out, shape, g: Graph, seeds) -> None:
+    """out as the C core checks it: type, dtype, shape, writeable, no overlap with the seeds
+    (unless exactly the same array) or with the graph's arrays."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"spread(): out must be a numpy.ndarray, got {type(out).__name__}")
+    expected = f"a writeable float32 array of shape {shape}"
+    if out.dtype != np.float32:
+        raise TypeError(f"spread(): out must be {expected}, got {_describe(out)}")
+    if out.shape != shape:
+        raise ValueError(f"spread(): out must be {expected}, got {_describe(out)}")
+    if not out.flags.writeable:
+        raise ValueError(f"spread(): out must be writeable, got {_describe(out)}")
+    if isinstance(seeds, np.ndarray) and np.shares_memory(out, seeds) and not (
+        out.dtype == seeds.dtype and out.shape == seeds.shape
+        and all(s == t for s, t, d in zip(out.strides, seeds.strides, out.shape) if d > 1)
+        and out.__array_interface__["data"][0] == seeds.__array_interface__["data"][0]
+    ):
+        raise ValueError("spread(): out overlaps seeds in memory; pass a separate array or "
+                         "exactly the same array")
+    for name in ("indptr", "indices", "weights"):
+        a = getattr(g, name)
+        if a is not None and np.shares_memory(out, a):
+            raise ValueError(f"spread(): out overlaps the graph's {name} in memory; pass a "
+                             "separate array")
 
 
 def spread(graph, seeds, *, max_depth=4, decay=0.85, threshold=1e-4, normalize="none",
@@ -396,31 +464,16 @@ def spread(graph, seeds, *, max_depth=4, decay=0.85, threshold=1e-4, normalize="
     g, rows, batch, decays, threshold, revisit = _spread_check(
         graph, seeds, max_depth, decay, threshold, normalize, combine, revisit, threads
     )
+    shape = (rows.shape[0], g.n) if batch else (g.n,)
+    if out is not None:
+        _spread_check_out(out, shape, g, seeds)
     src, dst, w = _spread_edges(g, normalize)
     totals = np.stack(
         [_spread_row(src, dst, w, row, decays, threshold, combine, revisit) for row in rows]
     ) if rows.shape[0] else np.zeros((0, g.n))
     with np.errstate(over="ignore"):  # totals beyond float32 become inf, as in the C core
-        result = totals.astype(np.float32)
-    if not batch:
-        result = result.reshape(g.n)
+        result = totals.astype(np.float32).reshape(shape)
     if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"spread(): out must be a numpy.ndarray, got {type(out).__name__}")
-        if out.dtype != np.float32 or out.shape != result.shape:
-            exc = TypeError if out.dtype != np.float32 else ValueError
-            raise exc(
-                f"spread(): out must be a writeable float32 array of shape {result.shape}, got "
-                f"{out.dtype} array of shape {out.shape} and strides {out.strides}"
-            )
-        if not out.flags.writeable:
-            raise ValueError("spread(): out must be writeable")
-        if (isinstance(seeds, np.ndarray) and np.shares_memory(out, seeds)
-                and not (out.dtype == seeds.dtype and out.shape == seeds.shape
-                         and out.strides == seeds.strides
-                         and out.__array_interface__["data"][0] == seeds.__array_interface__["data"][0])):
-            raise ValueError("spread(): out overlaps seeds in memory; pass a separate array or "
-                             "exactly the same array")
         out[...] = result
         return out
     return result
@@ -459,9 +512,20 @@ def _decay_operand(name: str, value, n: int) -> np.ndarray:
 
 
 def _decay_real(name: str, value) -> float:
+    """As the C core takes a real number: int, float, a NumPy integer or floating scalar, or a 0-d
+    array of one (not bool); an int beyond the float64 range is a ValueError."""
+    if isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind not in "iuf":
+            raise TypeError(f"decay(): {name} must be a real number, got {_describe(value)}")
+        value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"decay(): {name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"decay(): {name} must be a real number in the float64 range, got an int too large for it"
+        ) from None
 
 
 def _decay_check(strength, age, stability, model, power, factor, out, validate, threads):

@@ -379,6 +379,68 @@ CASES += [
 ]
 
 
+def _spread_overlapping(kind):
+    """Seeds the binding converts or copies (strided, unaligned, byte-swapped) whose memory out
+    shares: the check looks at the caller's memory, not at the copy."""
+    def build():
+        if kind == "strided":
+            buf = np.zeros(10, np.float32)
+            seeds, out = buf[::2], buf[:5]
+        elif kind == "unaligned":
+            buf = np.zeros(5 * 4 + 4, np.uint8)
+            seeds = np.ndarray((5,), np.float32, buf.data, 1)
+            out = np.ndarray((5,), np.float32, buf.data, 4)
+        else:
+            buf = np.zeros(5, np.float32)
+            seeds, out = buf.view(">f4"), buf
+        seeds[0] = 1.0
+        return engram.spread, (_spread_graph(), seeds), {"out": out}, [buf]
+    return build
+
+
+def _spread_out_on_graph(name):
+    """out in the memory of a graph that shares the caller's arrays (copy=False)."""
+    def build():
+        indptr = np.array([0, 2, 3, 4, 5, 5], np.int32)
+        indices = np.array([1, 2, 3, 4, 0], np.int32)
+        weights = np.array([0.5, 0.5, 1.0, 1.0, 1.0], np.float32)
+        g = engram.Graph(indptr, indices, weights, copy=False)
+        out = weights if name == "weights" else indices.view(np.float32)
+        return engram.spread, (g, np.array([1.0, 0, 0, 0, 0])), {"out": out}, [indices, weights]
+    return build
+
+
+CASES += [
+    ("spread-out-overlaps-strided-seeds", _spread_overlapping("strided"), ValueError,
+     ["out", "overlaps", "seeds"]),
+    ("spread-out-overlaps-unaligned-seeds", _spread_overlapping("unaligned"), ValueError,
+     ["out", "overlaps", "seeds"]),
+    ("spread-out-overlaps-swapped-seeds", _spread_overlapping("swapped"), ValueError,
+     ["out", "overlaps", "seeds"]),
+    ("spread-out-is-graph-weights", _spread_out_on_graph("weights"), ValueError,
+     ["out", "overlaps", "graph's weights"]),
+    ("spread-out-is-graph-indices", _spread_out_on_graph("indices"), ValueError,
+     ["out", "overlaps", "graph's indices"]),
+    ("spread-threshold-1d", _spread_case(threshold=np.array([0.5])), TypeError,
+     ["threshold", "real number", "shape (1,)"]),
+    ("spread-threshold-0d-bool", _spread_case(threshold=np.array(True)), TypeError,
+     ["threshold", "real number", "bool"]),
+    ("spread-threshold-huge-int", _spread_case(threshold=10**400), ValueError,
+     ["threshold", "float64 range"]),
+    ("spread-decay-huge-int", _spread_case(decay=10**400), ValueError, ["decay", "float64 range"]),
+    ("spread-decay-0d-out-of-range", _spread_case(decay=np.array(1.5)), ValueError,
+     ["decay", "(0, 1]", "1.5"]),
+    ("spread-normalize-none", _spread_case(normalize=None), TypeError, ["normalize", "'none', 'out'", "None"]),
+    ("spread-threads-float", _spread_case(threads=2.0), TypeError, ["threads", "float"]),
+    ("spread-threads-bool", _spread_case(threads=True), TypeError, ["threads", "bool"]),
+    ("spread-threads-range", _spread_case(threads=257), ValueError, ["threads", "1..256", "257"]),
+    ("spread-dict-value-huge-int", _spread_case(seeds=lambda: {2: 10**400}), ValueError,
+     ["seeds[2]", "infinite"]),
+    ("graph-copy-type", _graph_case(np.array([0, 1]), np.array([0]), copy=None), TypeError,
+     ["copy", "bool"]),
+]
+
+
 def _spread_scipy_case(make):
     def build():
         sp = pytest.importorskip("scipy.sparse")
@@ -452,6 +514,14 @@ CASES += [
     ("decay-power-str", _decay_case(model="power", power="half"), TypeError, ["power", "str"]),
     ("decay-model-int", _decay_case(model=1), TypeError, ["model", "'exponential', 'power'"]),
     ("decay-threads-float", _decay_case(threads=2.0), TypeError, ["threads"]),
+    ("decay-power-1d", _decay_case(model="power", power=np.array([0.5])), TypeError,
+     ["power", "real number", "shape (1,)"]),
+    ("decay-factor-1d", _decay_case(model="power", factor=np.array([0.25, 0.5])), TypeError,
+     ["factor", "real number", "shape (2,)"]),
+    ("decay-power-huge-int", _decay_case(model="power", power=10**400), ValueError,
+     ["power", "float64 range"]),
+    ("decay-factor-huge-int", _decay_case(model="power", factor=-(10**400)), ValueError,
+     ["factor", "float64 range"]),
     # shapes
     ("decay-strength-2d", _decay_case(strength=lambda s: s.reshape(2, 4),
                                       age=lambda t: t.reshape(2, 4)), ValueError,

@@ -405,16 +405,76 @@ def test_coo_keeps_repeated_entries_as_edges():
     assert engram.spread(g, {0: 1.0}, decay=1.0, threshold=0, combine="sum")[1] == np.float32(0.7)
 
 
-def test_graph_shares_arrays():
+def test_graph_copies_by_default_and_shares_on_request():
     indptr = np.array([0, 1, 2], np.int32)
     indices = np.array([1, 0], np.int32)
     weights = np.array([0.5, 0.25], np.float32)
     g = engram.Graph(indptr, indices, weights)
-    assert np.shares_memory(g.indptr, indptr) and np.shares_memory(g.indices, indices)
-    assert np.shares_memory(g.weights, weights)
+    for mine, theirs in ((g.indptr, indptr), (g.indices, indices), (g.weights, weights)):
+        assert not np.shares_memory(mine, theirs) and not mine.flags.writeable
+        np.testing.assert_array_equal(mine, theirs)
+        assert mine.dtype == theirs.dtype
     assert g.n == 2 and g.nnz == 2
     np.testing.assert_array_equal(g.out_weight(), [0.5, 0.25])
     assert "n=2" in repr(g)
+    shared = engram.Graph(indptr, indices, weights, copy=False)
+    for mine, theirs in ((shared.indptr, indptr), (shared.indices, indices), (shared.weights, weights)):
+        assert np.shares_memory(mine, theirs) and not mine.flags.writeable
+    assert theirs.flags.writeable  # the caller's own array stays theirs
+    with pytest.raises(TypeError, match="copy"):
+        engram.Graph(indptr, indices, weights, copy="no")
+
+
+def test_graph_is_a_snapshot_of_the_callers_arrays():
+    """Changing the arrays a Graph was made from changes nothing it computes, in either direction."""
+    rng = np.random.default_rng(14)
+    indptr, indices, weights = rows.spread_graph_arrays(rng, 300, 2000, weights="f64")
+    g = engram.Graph(indptr, indices, weights)
+    seeds = np.zeros(300)
+    seeds[:5] = 1.0
+    kwargs = dict(revisit=True, threshold=0, max_depth=6, normalize="out")
+    before = engram.spread(g, seeds, **kwargs)
+    with tuning("pull"):
+        engram.spread(g, seeds, **kwargs)  # the pull layout now exists
+    weights *= 2
+    indices[:] = indices[::-1]
+    for direction in ("push", "pull"):
+        with tuning(direction):
+            assert_close(engram.spread(g, seeds, **kwargs), before, direction)
+    with pytest.raises(ValueError, match="read-only"):
+        g.indices[0] = 10**6
+    with pytest.raises(ValueError, match="read-only"):
+        g.weights[0] = 1.0
+
+
+def test_unaligned_and_byte_swapped_graph_arrays():
+    """Any byte order and alignment of int32/int64 indices and float32/float64 weights works,
+    copied or shared, and keeps its element size."""
+    indptr = np.array([0, 1, 2, 2])
+    indices = np.array([1, 2])
+    weights = np.array([0.5, 0.5])
+    seeds = np.array([1.0, 0, 0])
+    expected = engram.spread(engram.Graph(indptr, indices, weights), seeds)
+
+    def unaligned(a):
+        raw = np.zeros(a.nbytes + 1, np.uint8)
+        u = np.ndarray(a.shape, a.dtype, raw.data, 1)
+        u[...] = a
+        assert not u.flags.aligned
+        return u
+
+    for ityp in ("<i4", ">i4", "<i8", ">i8"):
+        for wtyp in ("<f4", ">f4", "<f8", ">f8"):
+            for make in (np.asarray, unaligned):
+                arrays = (make(indptr.astype(ityp)), make(indices.astype(ityp)), make(weights.astype(wtyp)))
+                for copy in (True, False):
+                    g = engram.Graph(*arrays, copy=copy)
+                    assert g.indices.dtype.itemsize == int(ityp[-1]) and g.indices.dtype.isnative
+                    assert g.weights.dtype.itemsize == int(wtyp[-1]) and g.weights.dtype.isnative
+                    for a in (g.indptr, g.indices, g.weights):
+                        assert a.flags.aligned and a.flags.c_contiguous
+                    np.testing.assert_array_equal(engram.spread(g, seeds), expected)
+                    np.testing.assert_array_equal(ref.spread(g, seeds), expected)
 
 
 def test_pull_layout_is_built_once_and_only_when_needed():
@@ -556,3 +616,282 @@ def test_graph_past_the_blocking_size(simd_level, direction):
         got = engram.spread(g, seeds, threads=2, **kwargs)
     assert g._pull_sizes()[1] > 0 and len(g._cache["pull_raw"][3]) > 2 * (n // 4096)
     assert_close(got, expected, f"{simd_level} {direction}")
+
+
+# ---------------------------------------------------------------------------
+# The first dense hop on a fresh graph (the pull layout is built mid-call)
+# ---------------------------------------------------------------------------
+
+
+def chain_and_cloud(n, m, seed=0):
+    """n random nodes with m edges, and a chain n -> n+1 -> n+2 beside them; the seed rows:
+    one on the chain head (every hop pushes) and one over the cloud (the first hop pulls)."""
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(seed)
+    src = np.concatenate([rng.integers(0, n, m), [n, n + 1]])
+    dst = np.concatenate([rng.integers(0, n, m), [n + 1, n + 2]])
+    mat = sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=(n + 3, n + 3))
+    seeds = np.zeros((2, n + 3), np.float32)
+    seeds[0, n] = 1.0
+    seeds[1, :n] = 1.0
+    return mat, seeds
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_in_place_batch_while_the_pull_layout_is_built(simd_level, threads):
+    """out=seeds on a graph without a pull layout: a row that pushes only is done before the
+    row that needs the layout asks for it; its seeds must still be the caller's."""
+    mat, seeds = chain_and_cloud(2000, 20000)
+    kwargs = dict(revisit=True, threads=threads)
+    expected = ref.spread(mat, seeds, **kwargs)
+    g = engram.Graph(mat)
+    inplace = seeds.copy()
+    assert engram.spread(g, inplace, out=inplace, **kwargs) is inplace
+    assert "pull_plan" in g._cache  # the call did build the layout
+    assert_close(inplace, expected, "in place")
+    g = engram.Graph(mat)
+    out = np.full_like(seeds, -7.0)
+    assert engram.spread(g, seeds, out=out, **kwargs) is out
+    assert_close(out, expected, "separate out")
+    np.testing.assert_array_equal(out, engram.spread(g, seeds, **kwargs))
+    # one row: held back in the kernel until it is complete
+    for row in (seeds[0], seeds[1]):
+        g = engram.Graph(mat)
+        inplace = row.copy()
+        assert engram.spread(g, inplace, out=inplace, **kwargs) is inplace
+        assert_close(inplace, ref.spread(mat, row, **kwargs), "one row in place")
+
+
+@contextlib.contextmanager
+def small_arena(size):
+    config = engram.arena.config()
+    engram.arena.configure(size=size, overflow="raise")
+    try:
+        yield
+    finally:
+        engram.arena.configure(size=config["size"], overflow=config["overflow"])
+        engram.spread(engram.Graph(np.zeros(1, np.int64), np.zeros(0, np.int64)), {})
+
+
+def test_failing_layout_build_leaves_out_untouched():
+    """The first run fits the arena, the run with the pull layout does not: MemoryError, and out
+    (or the seeds given as out) exactly as it was, whatever form the seeds take."""
+    mat, seeds = chain_and_cloud(1000, 5000)
+    for name, s, shape in (("batch", seeds.astype(np.float64), seeds.shape),
+                           ("one row", seeds[1].astype(np.float64), seeds.shape[1:]),
+                           ("dict", {int(i): 1.0 for i in range(1000)}, seeds.shape[1:])):
+        out = np.full(shape, -7.0, np.float32)
+        with small_arena("64K"), pytest.raises(MemoryError):
+            engram.spread(engram.Graph(mat), s, out=out, threads=1)
+        assert np.all(out == -7.0), name
+    inplace = seeds.copy()
+    with small_arena("64K"), pytest.raises(MemoryError):
+        engram.spread(engram.Graph(mat), inplace, out=inplace, threads=1)
+    np.testing.assert_array_equal(inplace, seeds)
+
+
+def test_pull_layout_scratch_follows_the_graph_size():
+    """Laying out a small graph takes scratch by its size, not a fixed window's."""
+    rng = np.random.default_rng(3)
+    g = engram.Graph(*rows.spread_graph_arrays(rng, 603, 3000, weights="f32"))
+    with small_arena("64K"):
+        g._spread_arrays(True, True)
+    assert g._cache[("arrays", True)][6] is not None
+
+
+def test_out_of_any_layout(simd_level):
+    """out may be strided, reversed, non-contiguous along a row or unaligned, like seeds."""
+    rng = np.random.default_rng(21)
+    g = engram.Graph(*rows.spread_graph_arrays(rng, 40, 200, weights="f32"))
+    seeds = rng.random((3, 40))
+    expected = engram.spread(g, seeds, threshold=1e-3)
+    raw = np.zeros(3 * 40 * 4 + 1, np.uint8)
+    layouts = {
+        "every other element": np.zeros((3, 80), np.float32)[:, ::2],
+        "reversed rows and columns": np.zeros((3, 40), np.float32)[::-1, ::-1],
+        "fortran": np.zeros((3, 40), np.float32, order="F"),
+        "unaligned": np.ndarray((3, 40), np.float32, raw.data, 1),
+        "rows 161 bytes apart": np.ndarray((3, 40), np.float32, np.zeros(2 * 161 + 160, np.uint8).data,
+                                           0, (161, 4)),
+        "rows of a wider array": np.zeros((3, 48), np.float32)[:, 4:44],
+    }
+    for name, out in layouts.items():
+        assert engram.spread(g, seeds, threshold=1e-3, out=out) is out, name
+        np.testing.assert_array_equal(out, expected, err_msg=name)
+    one = np.zeros(80, np.float32)[::2]
+    engram.spread(g, seeds[0], threshold=1e-3, out=one)
+    np.testing.assert_array_equal(one, expected[0])
+    with engram.backend("reference"):
+        one[:] = 0
+        engram.spread(g, seeds[0], threshold=1e-3, out=one)
+    assert_close(one, expected[0], "reference")
+
+
+# ---------------------------------------------------------------------------
+# Dict seeds
+# ---------------------------------------------------------------------------
+
+
+class _Node:
+    """A node id by the index protocol, with a side effect when converted."""
+
+    def __init__(self, value, effect=None):
+        self.value, self.effect = value, effect
+
+    def __index__(self):
+        if self.effect is not None:
+            effect, self.effect = self.effect, None
+            effect()
+        return self.value
+
+
+class _Value(int):
+    """An int seed value whose float conversion runs a side effect."""
+
+    def __new__(cls, value, effect):
+        obj = super().__new__(cls, value)
+        obj.effect = effect
+        return obj
+
+    def __float__(self):
+        self.effect()
+        return float(int(self))
+
+
+def test_dict_seeds_changed_while_read():
+    """A key's __index__ or a value's __float__ that grows or empties the dict: the call reads
+    the entries the dict had when it was passed."""
+    n = 1000
+    g = engram.Graph(np.arange(n + 1), np.arange(n)[::-1].copy())
+    for backend in ("c", "reference"):
+        seeds: dict = {}
+        seeds[_Node(1, lambda: seeds.update({i: 1.0 for i in range(2, 400)}))] = 1.0
+        seeds[0] = 1.0
+        with engram.backend(backend):
+            got = engram.spread(g, seeds)
+        expected = engram.spread(g, {1: 1.0, 0: 1.0})
+        np.testing.assert_array_equal(got, expected, err_msg=backend)
+        seeds = {}
+        seeds[_Node(5, seeds.clear)] = 2.0
+        seeds[7] = _Value(3, seeds.clear)
+        seeds.update({i: 0.5 for i in range(10, 200)})
+        snapshot = {5: 2.0, 7: 3.0, **{i: 0.5 for i in range(10, 200)}}
+        with engram.backend(backend):
+            got = engram.spread(g, seeds)
+        np.testing.assert_array_equal(got, engram.spread(g, snapshot), err_msg=backend)
+
+
+def test_dict_keys_by_the_index_protocol_later_value_wins():
+    g = engram.Graph(np.array([0, 1, 2, 3, 3]), np.array([1, 2, 3]), np.array([1.0, 1.0, 1.0]))
+    expected = engram.spread(g, {1: 3.0}, decay=0.5)
+    for backend in ("c", "reference"):
+        with engram.backend(backend):
+            np.testing.assert_array_equal(engram.spread(g, {_Node(1): 1.0, _Node(1): 3.0}, decay=0.5),
+                                          expected)
+            np.testing.assert_array_equal(engram.spread(g, {_Node(1): 3.0, _Node(1): 0.0}, decay=0.5),
+                                          np.zeros(4, np.float32))
+            got = engram.spread(g, {np.uint8(1): 3.0, 2: 10**400 - 10**400}, decay=0.5)
+            np.testing.assert_array_equal(got, np.float32([0, 3.0, 1.5, 0.75]))
+            with pytest.raises(ValueError, match=r"seeds\[2\] = inf is infinite"):
+                engram.spread(g, {2: 10**400})
+
+
+# ---------------------------------------------------------------------------
+# Overflow and NaN: one rule for both combines, every level, both directions
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("combine", ["sum", "max"])
+@pytest.mark.parametrize("direction", ["push", "pull"])
+@pytest.mark.parametrize("weights", ["f32", "f64"])
+def test_overflowed_pulse_on_a_zero_weight_edge(simd_level, combine, direction, weights):
+    """0 -> 1 overflows to inf; 1 -> 2 weighs 0, so it carries inf * 0 = NaN; 3 -> 2 carries a
+    finite pulse.  Node 2's incoming pulse is NaN under either combine, whatever the order of
+    its terms, and it does not fire."""
+    dtype = np.float32 if weights == "f32" else np.float64
+    for order in ((1, 3), (3, 1)):  # which edge into node 2 is laid out first
+        indptr = np.array([0, 2, 3, 3, 4])
+        indices = np.array([order[0], order[1], 2, 2])
+        w = np.array([10.0 if order[0] == 1 else 1.0, 1.0 if order[0] == 1 else 10.0, 0.0, 1.0], dtype)
+        g = engram.Graph(indptr, indices, w)
+        seeds = np.array([1e308, 0, 0, 0])
+        expected = ref.spread(g, seeds, combine=combine, decay=1.0)
+        with tuning(direction):
+            got = engram.spread(g, seeds, combine=combine, decay=1.0)
+        np.testing.assert_array_equal(expected, np.float32([np.inf, np.inf, 0, np.inf]))
+        np.testing.assert_array_equal(got, expected, err_msg=f"{order}")
+
+
+# ---------------------------------------------------------------------------
+# The reference takes and rejects what the C core does
+# ---------------------------------------------------------------------------
+
+
+class _Threads:
+    def __index__(self):
+        return 2
+
+
+_PARITY_CALLS = {
+    "big-endian float32 seeds": ((np.array([1.0, 0, 0, 0], ">f4"),), {}),
+    "big-endian float64 batch": ((np.ones((2, 4), ">f8"),), {}),
+    "0-d decay": ((np.array([1.0, 0, 0, 0]),), {"decay": np.array(0.5)}),
+    "0-d int decay": ((np.array([1.0, 0, 0, 0]),), {"decay": np.array(1)}),
+    "0-d bool decay": ((np.array([1.0, 0, 0, 0]),), {"decay": np.array(True)}),
+    "numpy bool decay": ((np.array([1.0, 0, 0, 0]),), {"decay": np.bool_(True)}),
+    "huge int decay": ((np.array([1.0, 0, 0, 0]),), {"decay": 10**400}),
+    "1-d decay of one for max_depth 1": ((np.array([1.0, 0, 0, 0]),), {"decay": [0.5], "max_depth": 1}),
+    "0-d threshold": ((np.array([1.0, 0, 0, 0]),), {"threshold": np.array(0.5)}),
+    "0-d int threshold": ((np.array([1.0, 0, 0, 0]),), {"threshold": np.array(0, np.uint8)}),
+    "1-d threshold": ((np.array([1.0, 0, 0, 0]),), {"threshold": np.array([0.5])}),
+    "huge int threshold": ((np.array([1.0, 0, 0, 0]),), {"threshold": 10**400}),
+    "float16 threshold": ((np.array([1.0, 0, 0, 0]),), {"threshold": np.float16(0.5)}),
+    "normalize None": ((np.array([1.0, 0, 0, 0]),), {"normalize": None}),
+    "combine None": ((np.array([1.0, 0, 0, 0]),), {"combine": None}),
+    "threads numpy int": ((np.array([1.0, 0, 0, 0]),), {"threads": np.int64(2)}),
+    "threads by __index__": ((np.array([1.0, 0, 0, 0]),), {"threads": _Threads()}),
+    "threads float": ((np.array([1.0, 0, 0, 0]),), {"threads": 2.0}),
+    "threads bool": ((np.array([1.0, 0, 0, 0]),), {"threads": True}),
+    "threads 257": ((np.array([1.0, 0, 0, 0]),), {"threads": 257}),
+    "threads huge": ((np.array([1.0, 0, 0, 0]),), {"threads": 10**30}),
+    "dict key by __index__": (({_Node(1): 1.0},), {}),
+    "dict key float": (({1.0: 1.0},), {}),
+    "dict value huge int": (({1: 10**400},), {}),
+    "strided 1-d out": ((np.array([1.0, 0, 0, 0]),), {"out": lambda: np.zeros(8, np.float32)[::2]}),
+    "max_depth huge": ((np.array([1.0, 0, 0, 0]),), {"max_depth": 10**9}),
+    "max_depth 2**64": ((np.array([1.0, 0, 0, 0]),), {"max_depth": 2**64}),
+}
+
+
+@pytest.mark.parametrize("name", list(_PARITY_CALLS))
+def test_reference_takes_and_rejects_what_c_does(name):
+    g = engram.Graph(np.array([0, 1, 2, 3, 3]), np.array([1, 2, 3]), np.array([1.0, 1.0, 1.0]))
+    args, kwargs = _PARITY_CALLS[name]
+    outcomes = []
+    for backend in ("c", "reference"):
+        kw = {k: (v() if callable(v) and k == "out" else v) for k, v in kwargs.items()}
+        try:
+            with engram.backend(backend):
+                result = engram.spread(g, *args, **kw)
+            outcomes.append(("ok", np.array(result)))
+        except (TypeError, ValueError) as exc:
+            outcomes.append((type(exc).__name__, str(exc)))
+    (c_kind, c_value), (r_kind, r_value) = outcomes
+    assert c_kind == r_kind, f"C: {c_kind} {c_value}; reference: {r_kind} {r_value}"
+    if c_kind == "ok":
+        assert_close(c_value, r_value, name)
+    else:
+        for word in ("threshold", "decay", "threads", "normalize", "combine", "seeds", "max_depth"):
+            if word in name or (word == "seeds" and "dict" in name):
+                assert word in c_value and word in r_value, (c_value, r_value)
+
+
+def test_reference_decay_per_hop_is_lazy():
+    """max_depth far beyond where the frontier empties costs what the hops cost."""
+    import time
+
+    g = engram.Graph(np.array([0, 1, 2, 3, 3]), np.array([1, 2, 3]), np.array([1.0, 1.0, 1.0]))
+    start = time.perf_counter()
+    got = ref.spread(g, np.array([1.0, 0, 0, 0]), max_depth=10**12)
+    assert time.perf_counter() - start < 1.0
+    np.testing.assert_array_equal(got, engram.spread(g, np.array([1.0, 0, 0, 0]), max_depth=10**12))

@@ -618,6 +618,7 @@ const engram_similarity_ops engram_similarity_ops_avx2 = {
 /* ==== spread ==== */
 
 #include <immintrin.h>
+#include <math.h>
 
 #define SPREAD_LANES ENGRAM_SPREAD_LANES
 
@@ -628,10 +629,21 @@ const engram_similarity_ops engram_similarity_ops_avx2 = {
 #define W1_256(at, half) _mm256_set1_pd(1.0)
 #define WF32_256(at, half) _mm256_cvtps_pd(_mm_loadu_ps((const float *)p->weights + (at) + 4 * (half)))
 #define WF64_256(at, half) _mm256_loadu_pd((const double *)p->weights + (at) + 4 * (half))
-#define SUM1_256(a, w, g) _mm256_add_pd((a), (g))
-#define SUMW_256(a, w, g) _mm256_fmadd_pd((w), (g), (a))
-#define MAX1_256(a, w, g) _mm256_max_pd((a), (g))
-#define MAXW_256(a, w, g) _mm256_max_pd((a), _mm256_mul_pd((w), (g)))
+/*
+ * accumulate(a, nan, w, g) -> the new a.  vmaxpd(t, a) keeps a when either
+ * is NaN, so max tracks NaN apart: terms are >= 0 or NaN, so their running
+ * sum in `nan` is NaN exactly when a term was, and NaN wins at the end
+ * (spread_max_finish), whatever the order, as in the scalar spec.
+ */
+#define SUM1_256(a, nan, w, g) _mm256_add_pd((a), (g))
+#define SUMW_256(a, nan, w, g) _mm256_fmadd_pd((w), (g), (a))
+#define MAX1_256(a, nan, w, g) ((nan) = _mm256_add_pd((nan), (g)), _mm256_max_pd((g), (a)))
+#define MAXW_256(a, nan, w, g) \
+    ((nan) = _mm256_fmadd_pd((w), (g), (nan)), _mm256_max_pd(_mm256_mul_pd((w), (g)), (a)))
+
+static inline __m256d spread_max_finish_256(__m256d a, __m256d nan) {
+    return _mm256_blendv_pd(a, nan, _mm256_cmp_pd(nan, nan, _CMP_UNORD_Q));
+}
 
 static inline unsigned spread_fires_256(__m256d v, __m256d threshold) {
     const __m256d ok = _mm256_and_pd(_mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_GT_OQ),
@@ -703,15 +715,23 @@ static inline void classify_256_chunk(classify_256 *cs, size_t c, __m256d lo, __
         cs->edge_sum += cs->row_degree[r + (size_t)__builtin_ctz(bits)];
 }
 
-/* One chunk's sums over its slots into lo (rows 0-3) and hi (rows 4-7); advances src and at. */
-#define CHUNK_SUMS_256(lo, hi, length, weight_of, accumulate)                                     \
+/*
+ * One chunk's sums over its slots into lo (rows 0-3) and hi (rows 4-7);
+ * advances src and at.  (The NaN tracking of max is dead code for sums.)
+ */
+#define CHUNK_SUMS_256(lo, hi, length, weight_of, accumulate, sum)                                \
     do {                                                                                          \
+        __m256d nan_lo = _mm256_setzero_pd(), nan_hi = _mm256_setzero_pd();                       \
         for (int32_t j = 0; j < (length); j++, src += SPREAD_LANES, at += SPREAD_LANES) {         \
             const __m256d g0 = _mm256_i32gather_pd(pulse, _mm_loadu_si128((const __m128i *)src), 8); \
             const __m256d g1 =                                                                    \
                 _mm256_i32gather_pd(pulse, _mm_loadu_si128((const __m128i *)(src + 4)), 8);       \
-            lo = accumulate(lo, weight_of(at, 0), g0);                                            \
-            hi = accumulate(hi, weight_of(at, 1), g1);                                            \
+            lo = accumulate(lo, nan_lo, weight_of(at, 0), g0);                                    \
+            hi = accumulate(hi, nan_hi, weight_of(at, 1), g1);                                    \
+        }                                                                                         \
+        if (!(sum)) {                                                                             \
+            lo = spread_max_finish_256(lo, nan_lo);                                               \
+            hi = spread_max_finish_256(hi, nan_hi);                                               \
         }                                                                                         \
     } while (0)
 
@@ -723,7 +743,7 @@ static inline void classify_256_chunk(classify_256 *cs, size_t c, __m256d lo, __
         const int32_t *src = p->sources + at;                                                     \
         for (size_t c = c0; c < c1; c++) {                                                        \
             __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();                           \
-            CHUNK_SUMS_256(lo, hi, p->chunk_length[c], weight_of, accumulate);                    \
+            CHUNK_SUMS_256(lo, hi, p->chunk_length[c], weight_of, accumulate, sum);               \
             classify_256_chunk(&cs, c, lo, hi, sum);                                              \
         }                                                                                         \
         *edges += cs.edge_sum;                                                                    \
@@ -737,6 +757,26 @@ DEFINE_HOP_AVX2(hop_max_unweighted_avx2, W1_256, MAX1_256, 0)
 DEFINE_HOP_AVX2(hop_max_f32_avx2, WF32_256, MAXW_256, 0)
 DEFINE_HOP_AVX2(hop_max_f64_avx2, WF64_256, MAXW_256, 0)
 
+/* max(a, v) with NaN from either side winning, as ACC_MAX(a, v) of the scalar spec. */
+static inline __m256d spread_max_nan_256(__m256d a, __m256d v) {
+    return _mm256_blendv_pd(_mm256_max_pd(v, a), v, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+}
+
+/*
+ * Blocked max: x[rows[l]] = max(x[rows[l]], lane l) without a branch per lane
+ * (the comparison is a coin toss on dense hops): gather the rows' values,
+ * take the maxima, store them from lane 7 down, so that lane 0 writes last
+ * where padding lanes repeat its row (they computed from its old value).
+ */
+static inline void spread_max_into_256(double *x, const int32_t *rows, __m256d lo, __m256d hi) {
+    const __m256d old_lo = _mm256_i32gather_pd(x, _mm_loadu_si128((const __m128i *)rows), 8);
+    const __m256d old_hi = _mm256_i32gather_pd(x, _mm_loadu_si128((const __m128i *)(rows + 4)), 8);
+    double m[SPREAD_LANES];
+    _mm256_storeu_pd(m, spread_max_nan_256(old_lo, lo));
+    _mm256_storeu_pd(m + 4, spread_max_nan_256(old_hi, hi));
+    for (int l = SPREAD_LANES - 1; l >= 0; l--) x[rows[l]] = m[l];
+}
+
 #define DEFINE_ACCUMULATE_AVX2(name, weight_of, accumulate, sum)                                   \
     static void name(const engram_spread_pull *p, const double *pulse, size_t c0, size_t c1,     \
                      double *x) {                                                                 \
@@ -745,14 +785,15 @@ DEFINE_HOP_AVX2(hop_max_f64_avx2, WF64_256, MAXW_256, 0)
         double sums[SPREAD_LANES];                                                                \
         for (size_t c = c0; c < c1; c++) {                                                        \
             __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();                           \
-            CHUNK_SUMS_256(lo, hi, p->chunk_length[c], weight_of, accumulate);                    \
+            CHUNK_SUMS_256(lo, hi, p->chunk_length[c], weight_of, accumulate, sum);               \
+            const int32_t *rows = p->chunk_rows + c * SPREAD_LANES;                               \
+            if (!(sum)) {                                                                         \
+                spread_max_into_256(x, rows, lo, hi);                                             \
+                continue;                                                                         \
+            }                                                                                     \
             _mm256_storeu_pd(sums, lo);                                                           \
             _mm256_storeu_pd(sums + 4, hi);                                                       \
-            const int32_t *rows = p->chunk_rows + c * SPREAD_LANES;                               \
-            for (int l = 0; l < SPREAD_LANES; l++) {                                              \
-                if (sum) x[rows[l]] += sums[l];                                                   \
-                else if (sums[l] > x[rows[l]]) x[rows[l]] = sums[l];                              \
-            }                                                                                     \
+            for (int l = 0; l < SPREAD_LANES; l++) x[rows[l]] += sums[l];                         \
         }                                                                                         \
     }
 
@@ -794,7 +835,7 @@ static size_t seeds_select_f32_avx2(const float *s, size_t n, float threshold, f
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(s + i);
         if (spread_ok_ps_256(v) != 0xFFu) break;
-        _mm256_storeu_ps(out + i, v);
+        if (out) _mm256_storeu_ps(out + i, v);
         unsigned sel = (unsigned)_mm256_movemask_ps(
             _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ), _mm256_cmp_ps(v, t, _CMP_GE_OQ)));
         while (sel) {
@@ -803,7 +844,7 @@ static size_t seeds_select_f32_avx2(const float *s, size_t n, float threshold, f
         }
     }
     *count = k;
-    const size_t rest = engram_spread_select_f32_scalar(s + i, n - i, threshold, out + i, ids, count);
+    const size_t rest = engram_spread_select_f32_scalar(s + i, n - i, threshold, out ? out + i : NULL, ids, count);
     for (size_t j = k; j < *count; j++) ids[j] += (int64_t)i;
     return i + rest;
 }
@@ -815,7 +856,7 @@ static size_t seeds_select_f64_avx2(const double *s, size_t n, double threshold,
     for (; i + 4 <= n; i += 4) {
         const __m256d v = _mm256_loadu_pd(s + i);
         if (spread_ok_pd_256(v) != 0xFu) break;
-        _mm_storeu_ps(out + i, _mm256_cvtpd_ps(v));
+        if (out) _mm_storeu_ps(out + i, _mm256_cvtpd_ps(v));
         unsigned sel = (unsigned)_mm256_movemask_pd(
             _mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_GT_OQ), _mm256_cmp_pd(v, t, _CMP_GE_OQ)));
         while (sel) {
@@ -824,7 +865,7 @@ static size_t seeds_select_f64_avx2(const double *s, size_t n, double threshold,
         }
     }
     *count = k;
-    const size_t rest = engram_spread_select_f64_scalar(s + i, n - i, threshold, out + i, ids, count);
+    const size_t rest = engram_spread_select_f64_scalar(s + i, n - i, threshold, out ? out + i : NULL, ids, count);
     for (size_t j = k; j < *count; j++) ids[j] += (int64_t)i;
     return i + rest;
 }

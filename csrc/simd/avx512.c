@@ -658,6 +658,7 @@ const engram_similarity_ops engram_similarity_ops_avx512 = {
 /* ==== spread ==== */
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 /*
@@ -675,10 +676,21 @@ const engram_similarity_ops engram_similarity_ops_avx512 = {
 #define W_ONE_512(at) _mm512_set1_pd(1.0)
 #define W_F32_512(at) _mm512_cvtps_pd(_mm256_loadu_ps((const float *)p->weights + (at)))
 #define W_F64_512(at) _mm512_loadu_pd((const double *)p->weights + (at))
-#define ACC_SUM_ONE_512(a, w, g) _mm512_add_pd((a), (g))
-#define ACC_SUM_512(a, w, g) _mm512_fmadd_pd((w), (g), (a))
-#define ACC_MAX_ONE_512(a, w, g) _mm512_max_pd((a), (g))
-#define ACC_MAX_512(a, w, g) _mm512_max_pd((a), _mm512_mul_pd((w), (g)))
+/*
+ * accumulate(a, nan, w, g) -> the new a.  vmaxpd(t, a) keeps a when either
+ * is NaN, so max tracks NaN apart: terms are >= 0 or NaN, so their running
+ * sum in `nan` is NaN exactly when a term was, and NaN wins at the end
+ * (spread_max_finish_512), whatever the order, as in the scalar spec.
+ */
+#define ACC_SUM_ONE_512(a, nan, w, g) _mm512_add_pd((a), (g))
+#define ACC_SUM_512(a, nan, w, g) _mm512_fmadd_pd((w), (g), (a))
+#define ACC_MAX_ONE_512(a, nan, w, g) ((nan) = _mm512_add_pd((nan), (g)), _mm512_max_pd((g), (a)))
+#define ACC_MAX_512(a, nan, w, g) \
+    ((nan) = _mm512_fmadd_pd((w), (g), (nan)), _mm512_max_pd(_mm512_mul_pd((w), (g)), (a)))
+
+static inline __m512d spread_max_finish_512(__m512d a, __m512d nan) {
+    return _mm512_mask_mov_pd(a, _mm512_cmp_pd_mask(nan, nan, _CMP_UNORD_Q), nan);
+}
 
 /* The classification of one chunk of 8 rows from their sums v (kept in a register). */
 typedef struct classify_512 {
@@ -735,13 +747,18 @@ static inline size_t classify_512_end(classify_512 *cs, uint64_t *edges) {
     return cs->count;
 }
 
-/* One chunk's 8 sums (or maxima) over its slots; advances src and at. */
-#define CHUNK_SUMS_512(v, length, weight_of, accumulate)                                          \
+/*
+ * One chunk's 8 sums (or maxima) over its slots; advances src and at.  (The
+ * NaN tracking of max is dead code for sums.)
+ */
+#define CHUNK_SUMS_512(v, length, weight_of, accumulate, sum)                                     \
     do {                                                                                          \
+        __m512d nan = _mm512_setzero_pd();                                                        \
         for (int32_t j = 0; j < (length); j++, src += LANES, at += LANES) {                       \
             const __m512d g = _mm512_i32gather_pd(_mm256_loadu_si256((const __m256i *)src), pulse, 8); \
-            v = accumulate(v, weight_of(at), g);                                                  \
+            v = accumulate(v, nan, weight_of(at), g);                                             \
         }                                                                                         \
+        if (!(sum)) v = spread_max_finish_512(v, nan);                                            \
     } while (0)
 
 /*
@@ -756,7 +773,7 @@ static inline size_t classify_512_end(classify_512 *cs, uint64_t *edges) {
         const int32_t *src = p->sources + at;                                                     \
         for (size_t c = c0; c < c1; c++) {                                                        \
             __m512d v = _mm512_setzero_pd();                                                      \
-            CHUNK_SUMS_512(v, p->chunk_length[c], weight_of, accumulate);                         \
+            CHUNK_SUMS_512(v, p->chunk_length[c], weight_of, accumulate, sum);                    \
             classify_512_chunk(&cs, c, v, sum);                                                   \
         }                                                                                         \
         return classify_512_end(&cs, edges);                                                      \
@@ -771,8 +788,24 @@ DEFINE_HOP_AVX512(hop_max_f64_avx512, W_F64_512, ACC_MAX_512, 0)
 
 /*
  * Blocked layouts: a chunk's rows are anywhere in its window, so its sums
- * are added row by row (a scatter could not: padding lanes repeat a row).
+ * are added row by row (a scatter could not: padding lanes repeat a row),
+ * and its maxima taken by spread_max_into_512.
  */
+/*
+ * Blocked max: x[rows[l]] = max(x[rows[l]], v[l]), NaN from either side
+ * winning as in the scalar spec, without a branch per lane (the comparison
+ * is a coin toss on dense hops): gather the rows' values, take the maxima,
+ * store them from lane 7 down, so that lane 0 writes last where padding
+ * lanes repeat its row (they computed from its old value).
+ */
+static inline void spread_max_into_512(double *x, const int32_t *rows, __m512d v) {
+    const __m512d old = _mm512_i32gather_pd(_mm256_loadu_si256((const __m256i *)rows), x, 8);
+    const __m512d m = _mm512_mask_mov_pd(_mm512_max_pd(v, old), _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q), v);
+    double lanes[LANES];
+    _mm512_storeu_pd(lanes, m);
+    for (int l = LANES - 1; l >= 0; l--) x[rows[l]] = lanes[l];
+}
+
 #define DEFINE_ACCUMULATE_AVX512(name, weight_of, accumulate, sum)                                 \
     static void name(const engram_spread_pull *p, const double *pulse, size_t c0, size_t c1,     \
                      double *x) {                                                                 \
@@ -781,13 +814,14 @@ DEFINE_HOP_AVX512(hop_max_f64_avx512, W_F64_512, ACC_MAX_512, 0)
         double sums[LANES];                                                                       \
         for (size_t c = c0; c < c1; c++) {                                                        \
             __m512d v = _mm512_setzero_pd();                                                      \
-            CHUNK_SUMS_512(v, p->chunk_length[c], weight_of, accumulate);                         \
-            _mm512_storeu_pd(sums, v);                                                            \
+            CHUNK_SUMS_512(v, p->chunk_length[c], weight_of, accumulate, sum);                    \
             const int32_t *rows = p->chunk_rows + c * LANES;                                      \
-            for (int l = 0; l < LANES; l++) {                                                     \
-                if (sum) x[rows[l]] += sums[l];                                                   \
-                else if (sums[l] > x[rows[l]]) x[rows[l]] = sums[l];                              \
+            if (!(sum)) {                                                                         \
+                spread_max_into_512(x, rows, v);                                                  \
+                continue;                                                                         \
             }                                                                                     \
+            _mm512_storeu_pd(sums, v);                                                            \
+            for (int l = 0; l < LANES; l++) x[rows[l]] += sums[l];                                \
         }                                                                                         \
     }
 
@@ -824,7 +858,7 @@ static size_t seeds_select_f32_avx512(const float *s, size_t n, float threshold,
     for (; i + 16 <= n; i += 16) {
         const __m512 v = _mm512_loadu_ps(s + i);
         if (seeds_ok_ps(v) != 0xFFFF) break;
-        _mm512_storeu_ps(out + i, v);
+        if (out) _mm512_storeu_ps(out + i, v);
         unsigned sel = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ) & _mm512_cmp_ps_mask(v, t, _CMP_GE_OQ);
         while (sel) {
             ids[k++] = (int64_t)(i + (size_t)__builtin_ctz(sel));
@@ -832,7 +866,7 @@ static size_t seeds_select_f32_avx512(const float *s, size_t n, float threshold,
         }
     }
     *count = k;
-    const size_t rest = engram_spread_select_f32_scalar(s + i, n - i, threshold, out + i, ids, count);
+    const size_t rest = engram_spread_select_f32_scalar(s + i, n - i, threshold, out ? out + i : NULL, ids, count);
     for (size_t j = k; j < *count; j++) ids[j] += (int64_t)i;
     return i + rest;
 }
@@ -844,7 +878,7 @@ static size_t seeds_select_f64_avx512(const double *s, size_t n, double threshol
     for (; i + 8 <= n; i += 8) {
         const __m512d v = _mm512_loadu_pd(s + i);
         if (seeds_ok_pd(v) != 0xFF) break;
-        _mm256_storeu_ps(out + i, _mm512_cvtpd_ps(v));
+        if (out) _mm256_storeu_ps(out + i, _mm512_cvtpd_ps(v));
         unsigned sel = _mm512_cmp_pd_mask(v, zero, _CMP_GT_OQ) & _mm512_cmp_pd_mask(v, t, _CMP_GE_OQ);
         while (sel) {
             ids[k++] = (int64_t)(i + (size_t)__builtin_ctz(sel));
@@ -852,7 +886,7 @@ static size_t seeds_select_f64_avx512(const double *s, size_t n, double threshol
         }
     }
     *count = k;
-    const size_t rest = engram_spread_select_f64_scalar(s + i, n - i, threshold, out + i, ids, count);
+    const size_t rest = engram_spread_select_f64_scalar(s + i, n - i, threshold, out ? out + i : NULL, ids, count);
     for (size_t j = k; j < *count; j++) ids[j] += (int64_t)i;
     return i + rest;
 }

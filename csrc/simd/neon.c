@@ -587,7 +587,7 @@ static size_t seeds_select_f32_neon(const float *s, size_t n, float threshold, f
     for (; i + 4 <= n; i += 4) {
         const float32x4_t v = vld1q_f32(s + i);
         if (!spread_ok_all_f32x4(v)) break;
-        vst1q_f32(out + i, v);
+        if (out) vst1q_f32(out + i, v);
         const uint32x4_t sel = vandq_u32(vcgtq_f32(v, zero), vcgeq_f32(v, t));
         if (vmaxvq_u32(sel)) {
             if (vgetq_lane_u32(sel, 0)) ids[k++] = (int64_t)i;
@@ -597,7 +597,7 @@ static size_t seeds_select_f32_neon(const float *s, size_t n, float threshold, f
         }
     }
     *count = k;
-    const size_t rest = engram_spread_select_f32_scalar(s + i, n - i, threshold, out + i, ids, count);
+    const size_t rest = engram_spread_select_f32_scalar(s + i, n - i, threshold, out ? out + i : NULL, ids, count);
     for (size_t j = k; j < *count; j++) ids[j] += (int64_t)i;
     return i + rest;
 }
@@ -609,13 +609,13 @@ static size_t seeds_select_f64_neon(const double *s, size_t n, double threshold,
     for (; i + 2 <= n; i += 2) {
         const float64x2_t v = vld1q_f64(s + i);
         if (!spread_ok_all_f64x2(v)) break;
-        vst1_f32(out + i, vcvt_f32_f64(v));
+        if (out) vst1_f32(out + i, vcvt_f32_f64(v));
         const uint64x2_t sel = vandq_u64(vcgtq_f64(v, zero), vcgeq_f64(v, t));
         if (vgetq_lane_u64(sel, 0)) ids[k++] = (int64_t)i;
         if (vgetq_lane_u64(sel, 1)) ids[k++] = (int64_t)(i + 1);
     }
     *count = k;
-    const size_t rest = engram_spread_select_f64_scalar(s + i, n - i, threshold, out + i, ids, count);
+    const size_t rest = engram_spread_select_f64_scalar(s + i, n - i, threshold, out ? out + i : NULL, ids, count);
     for (size_t j = k; j < *count; j++) ids[j] += (int64_t)i;
     return i + rest;
 }

@@ -133,7 +133,8 @@ typedef struct hop_state {
 } hop_state;
 
 static int close_enough(double a, double b, int exact) {
-    if (exact) return a == b;
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b);
+    if (exact || a == b || isinf(a) || isinf(b)) return a == b;
     const double scale = fabs(b) > 1e-300 ? fabs(b) : 1e-300;
     return fabs(a - b) <= 1e-12 * scale;
 }
@@ -164,6 +165,21 @@ static void check_hops(ctest *t, const engram_spread_ops *ops, uint64_t *rng) {
             a.pulse_next[r] = -1.0;
         }
         for (size_t c = 0; c < n_chunks; c++) a.fired[c] = (uint8_t)(next_u64(rng) & 0xFF);
+        if (trial % 5 == 4) {
+            /* overflowed pulses on edges of weight 0 (0 * inf = NaN), and NaN pulses: NaN must win
+               under max wherever it falls among a row's terms, as under the sum */
+            for (size_t r = 0; r < n; r++) {
+                const uint64_t pick = next_u64(rng) % 8;
+                if (pick == 0) a.pulse[r] = INFINITY;
+                else if (pick == 1) a.pulse[r] = NAN;
+            }
+            const size_t slots = (size_t)g.pull.chunk_offset[g.pull.n_chunks];
+            for (size_t i = 0; g.weights && i < slots; i++) {
+                if (g.sources[i] == (int32_t)n || next_u64(rng) % 3 != 0) continue;
+                if (weight_type == ENGRAM_SPREAD_F32) ((float *)g.weights)[i] = 0.0f;
+                else ((double *)g.weights)[i] = 0.0;
+            }
+        }
         b = a;
         const int combine = (int)(next_u64(rng) % 2);
         const double thresholds[] = {0.0, 0.0625, 0.25, 1.0 / 3.0, 2.0};
@@ -272,6 +288,13 @@ static void check_seed_scans(ctest *t, const engram_spread_ops *ops, uint64_t *r
             for (size_t i = 0; i < bad_b && i < n; i++)
                 CTEST_CHECK(t, out_a[i] == out_b[i], "select_f32 n=%zu out[%zu]", n, i);
             CTEST_CHECK(t, ops->first_bad_f32(s32, n) == bad_b, "first_bad_f32 n=%zu", n);
+            /* without out: the same ids and stop, nothing written */
+            size_t count_c = 3;
+            int64_t ids_c[N];
+            const size_t bad_c = ops->select_f32(s32, n, t32, NULL, ids_c, &count_c);
+            CTEST_CHECK(t, bad_c == bad_b && count_c == count_b, "select_f32 n=%zu without out", n);
+            for (size_t i = 3; i < count_c && i < count_b; i++)
+                CTEST_CHECK(t, ids_c[i] == ids_b[i], "select_f32 n=%zu without out: id %zu", n, i);
 
             count_a = count_b = 0;
             bad_a = ops->select_f64(s64, n, threshold, out_a, ids_a, &count_a);
@@ -284,6 +307,11 @@ static void check_seed_scans(ctest *t, const engram_spread_ops *ops, uint64_t *r
                 CTEST_CHECK(t, out_a[i] == out_b[i], "select_f64 n=%zu out[%zu]: %g vs %g", n, i,
                             (double)out_a[i], (double)out_b[i]);
             CTEST_CHECK(t, ops->first_bad_f64(s64, n) == bad_b, "first_bad_f64 n=%zu", n);
+            count_c = 0;
+            const size_t bad_d = ops->select_f64(s64, n, threshold, NULL, ids_c, &count_c);
+            CTEST_CHECK(t, bad_d == bad_b && count_c == count_b, "select_f64 n=%zu without out", n);
+            for (size_t i = 0; i < count_c && i < count_b; i++)
+                CTEST_CHECK(t, ids_c[i] == ids_b[i], "select_f64 n=%zu without out: id %zu", n, i);
         }
     }
 }
@@ -339,6 +367,76 @@ static void check_runs(ctest *t, uint64_t *rng) {
     }
 }
 
+/*
+ * A caller's out on a graph without its pull layout: a run that stops for the
+ * layout leaves one row's out untouched; a run that needs none writes what a
+ * fresh out gets, whatever the seeds' form.
+ */
+static void check_held_out(ctest *t, uint64_t *rng) {
+    static test_graph g;
+    static float out[MAX_N], fresh[MAX_N], seeds[MAX_N];
+    for (int trial = 0; trial < 20; trial++) {
+        const size_t n = 1 + next_u64(rng) % MAX_N;
+        const size_t m = next_u64(rng) % (n * 4 < MAX_E ? n * 4 : MAX_E);
+        if (make_graph(&g, n, m, ENGRAM_SPREAD_F64, 1, 0, rng) < 0) {
+            CTEST_CHECK(t, 0, "could not build a pull layout");
+            free_graph(&g);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) seeds[i] = next_u64(rng) % 4 == 0 ? (float)dyadic(rng) : 0.0f;
+        int64_t ids[3] = {(int64_t)(next_u64(rng) % n), (int64_t)(next_u64(rng) % n), 0};
+        ids[2] = ids[0]; /* named twice: the later value counts */
+        const double values[3] = {0.5, 0.25, 0.75};
+        engram_spread_graph cg = {0};
+        cg.n = n;
+        cg.nnz = m;
+        cg.indptr = g.indptr;
+        cg.indices = g.indices;
+        cg.weight_type = ENGRAM_SPREAD_F64;
+        cg.weights = g.w64;
+        cg.pull_possible = 1;
+        static double seeds64[MAX_N];
+        for (size_t i = 0; i < n; i++) seeds64[i] = (double)seeds[i] * (1.0 + 0x1p-40);
+        const engram_spread_seeds forms[3] = {
+            {.type = ENGRAM_SPREAD_SEEDS_F32, .rows = 1, .data = seeds, .row_stride = (ptrdiff_t)n},
+            {.type = ENGRAM_SPREAD_SEEDS_F64, .rows = 1, .data = seeds64, .row_stride = (ptrdiff_t)n},
+            {.type = ENGRAM_SPREAD_SEEDS_SPARSE, .rows = 1, .count = 3, .ids = ids, .values = values}};
+        for (int f = 0; f < 3; f++) {
+            for (int direction = ENGRAM_SPREAD_AUTO; direction <= ENGRAM_SPREAD_PULL; direction++) {
+                engram_spread_options o = {.max_depth = 1 + next_u64(rng) % 4, .decay = 0.5,
+                                           .threshold = 1.0 / 64, .combine = ENGRAM_SPREAD_SUM,
+                                           .direction = (engram_spread_direction)direction,
+                                           .pull_fraction = (double)(next_u64(rng) % 3) / 4,
+                                           .parallel_hop_edges = 1u << 20, .threads = 1};
+                engram_arena *arena = engram_arena_get();
+                for (size_t i = 0; i < n; i++) out[i] = -7.0f;
+                int wants_pull = 0, wants_pull_fresh = 0;
+                cg.pull = NULL;
+                o.out_is_fresh = 0;
+                engram_status st = engram_spread_run(arena, &cg, &forms[f], &o, out, 0, &wants_pull, NULL);
+                engram_arena_reset(arena);
+                o.out_is_fresh = 1;
+                cg.pull = &g.pull;
+                engram_status st2 = engram_spread_run(arena, &cg, &forms[f], &o, fresh, 0, &wants_pull_fresh, NULL);
+                engram_arena_reset(arena);
+                CTEST_CHECK(t, st == ENGRAM_OK && st2 == ENGRAM_OK && !wants_pull_fresh,
+                            "engram_spread_run failed: %s", engram_last_error());
+                CTEST_CHECK(t, direction != ENGRAM_SPREAD_PULL || wants_pull,
+                            "a forced pull without a layout did not ask for it");
+                for (size_t i = 0; i < n; i++) {
+                    if (wants_pull)
+                        CTEST_CHECK(t, out[i] == -7.0f, "n=%zu form %d: out[%zu] written before the rerun",
+                                    n, f, i);
+                    else
+                        CTEST_CHECK(t, out[i] == fresh[i], "n=%zu form %d: out[%zu] %.9g, fresh out %.9g", n,
+                                    f, i, (double)out[i], (double)fresh[i]);
+                }
+            }
+        }
+        free_graph(&g);
+    }
+}
+
 void ctest_spread(ctest *t) {
     const engram_spread_ops *ops = engram_spread();
     uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -353,4 +451,5 @@ void ctest_spread(ctest *t) {
     check_hops(t, ops, &rng);
     check_seed_scans(t, ops, &rng);
     check_runs(t, &rng);
+    check_held_out(t, &rng);
 }
