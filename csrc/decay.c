@@ -145,10 +145,18 @@ double engram_decay_exp_f64_lane(double y, double s) {
     return m * pow2_f64(n1) * pow2_f64(n2);
 }
 
-float engram_decay_power_f32_lane(float age, float stability, float s, double power,
+float engram_decay_power_f32_lane(double age, double stability, float s, double power,
                                   double factor) {
-    double u = 1.0 + factor * (double)age / (double)stability;
+    /* the float64 evaluation's u, the same IEEE operations in the same order */
+    double u = 1.0 + factor * age / stability;
     return (float)((double)s * pow(u, -power));
+}
+
+float engram_decay_power_f32_element(const engram_decay_params *p, const engram_decay_block *b,
+                                     size_t i) {
+    return engram_decay_power_f32_lane(decay_age_f64(p, b->age, i),
+                                       decay_stability_f64(p, b->stability, i),
+                                       ((const float *)b->strength)[i], p->power, p->factor);
 }
 
 /* strength * u^-0.5 as strength / sqrt(u): two correctly rounded operations;
@@ -167,52 +175,29 @@ double engram_decay_power_f64_lane(double age, double stability, double s, doubl
 /* Scalar primitives                                                    */
 /* ------------------------------------------------------------------ */
 
-/* Age i of a block in the working precision (C conversions round to nearest). */
-static inline float age_as_f32(const engram_decay_params *p, const void *age, size_t i) {
-    if (age == NULL) return p->age_f32;
-    switch (p->age_type) {
-        case ENGRAM_DECAY_F32: return ((const float *)age)[i];
-        case ENGRAM_DECAY_F64: return (float)((const double *)age)[i];
-        case ENGRAM_DECAY_I64: return (float)((const int64_t *)age)[i];
-        default: return (float)((const uint64_t *)age)[i];
-    }
-}
-
-static inline double age_as_f64(const engram_decay_params *p, const void *age, size_t i) {
-    if (age == NULL) return p->age_f64;
-    switch (p->age_type) {
-        case ENGRAM_DECAY_F32: return (double)((const float *)age)[i];
-        case ENGRAM_DECAY_F64: return ((const double *)age)[i];
-        case ENGRAM_DECAY_I64: return (double)((const int64_t *)age)[i];
-        default: return (double)((const uint64_t *)age)[i];
-    }
+/* The float32 argument (float)((double)age / (double)stability) of element i. */
+static inline float quotient_f32(const engram_decay_params *p, const engram_decay_block *b,
+                                 size_t i) {
+    return (float)(decay_age_f64(p, b->age, i) / decay_stability_f64(p, b->stability, i));
 }
 
 static void exp_f32_scalar(const engram_decay_params *p, const engram_decay_block *b) {
     float *out = b->out;
-    const float *s = b->strength, *S = b->stability;
-    for (size_t i = 0; i < b->n; i++) {
-        float y = age_as_f32(p, b->age, i) / (S ? S[i] : p->stability_f32);
-        out[i] = engram_decay_exp_f32_lane(y, s[i]);
-    }
+    const float *s = b->strength;
+    for (size_t i = 0; i < b->n; i++) out[i] = engram_decay_exp_f32_lane(quotient_f32(p, b, i), s[i]);
 }
 
 static void power_f32_scalar(const engram_decay_params *p, const engram_decay_block *b) {
     float *out = b->out;
-    const float *s = b->strength, *S = b->stability;
-    for (size_t i = 0; i < b->n; i++)
-        out[i] = engram_decay_power_f32_lane(age_as_f32(p, b->age, i),
-                                             S ? S[i] : p->stability_f32, s[i], p->power,
-                                             p->factor);
+    for (size_t i = 0; i < b->n; i++) out[i] = engram_decay_power_f32_element(p, b, i);
 }
 
 static void exp_f64_scalar(const engram_decay_params *p, const engram_decay_block *b) {
     double *out = b->out;
-    const double *s = b->strength, *S = b->stability;
-    for (size_t i = 0; i < b->n; i++) {
-        double y = age_as_f64(p, b->age, i) / (S ? S[i] : p->stability_f64);
-        out[i] = engram_decay_exp_f64_lane(y, s[i]);
-    }
+    const double *s = b->strength;
+    for (size_t i = 0; i < b->n; i++)
+        out[i] = engram_decay_exp_f64_lane(
+            decay_age_f64(p, b->age, i) / decay_stability_f64(p, b->stability, i), s[i]);
 }
 
 /*
@@ -232,13 +217,13 @@ void engram_decay_power_f64_generic(const engram_decay_params *p, const engram_d
     }
     if (p->power == 0.5) {
         for (size_t i = 0; i < b->n; i++)
-            out[i] = inv_sqrt_times(s[i], 1.0 + p->factor * age_as_f64(p, b->age, i) /
-                                                    (S ? S[i] : p->stability_f64));
+            out[i] = inv_sqrt_times(s[i], 1.0 + p->factor * decay_age_f64(p, b->age, i) /
+                                                    decay_stability_f64(p, S, i));
         return;
     }
     for (size_t i = 0; i < b->n; i++)
-        out[i] = engram_decay_power_f64_lane(age_as_f64(p, b->age, i),
-                                             S ? S[i] : p->stability_f64, s[i], p->power,
+        out[i] = engram_decay_power_f64_lane(decay_age_f64(p, b->age, i),
+                                             decay_stability_f64(p, S, i), s[i], p->power,
                                              p->factor);
 }
 
@@ -249,9 +234,13 @@ void engram_decay_power_f64_generic(const engram_decay_params *p, const engram_d
 static int block_has_invalid(const engram_decay_params *p, const engram_decay_block *b,
                              size_t lo, size_t hi) {
     int any = 0;
-    const float *S = b->stability;
-    if (S)
+    if (b->stability && p->stability_type == ENGRAM_DECAY_F32) {
+        const float *S = b->stability;
         for (size_t i = lo; i < hi; i++) any |= !(S[i] > 0.0f);
+    } else if (b->stability) {
+        const double *S = b->stability;
+        for (size_t i = lo; i < hi; i++) any |= !(S[i] > 0.0);
+    }
     if (b->age) {
         switch (p->age_type) {
             case ENGRAM_DECAY_F32: {
@@ -276,12 +265,11 @@ static int block_has_invalid(const engram_decay_params *p, const engram_decay_bl
 }
 
 size_t engram_decay_first_invalid_block(const engram_decay_params *p, const engram_decay_block *b) {
-    const float *S = b->stability;
     for (size_t lo = 0; lo < b->n; lo += SCAN_STRETCH) {
         size_t hi = b->n - lo < SCAN_STRETCH ? b->n : lo + SCAN_STRETCH;
         if (!block_has_invalid(p, b, lo, hi)) continue;
         for (size_t i = lo; i < hi; i++) {
-            int bad = S && !(S[i] > 0.0f);
+            int bad = b->stability && !(decay_stability_f64(p, b->stability, i) > 0.0);
             if (b->age) {
                 switch (p->age_type) {
                     case ENGRAM_DECAY_F32: bad |= !(((const float *)b->age)[i] >= 0.0f); break;
@@ -492,7 +480,10 @@ typedef struct decay_job {
     engram_decay_fn fn;
     engram_decay_params params;
     size_t chunk;
-    unsigned char *scratch; /* 4 * DECAY_BLOCK * 8 bytes per worker, or NULL */
+    /* per worker: copies of strided operands and conversions, one block each */
+    unsigned char *scratch; /* NULL if no operand needs one */
+    size_t scratch_per_worker;
+    size_t off_strength, off_age, off_stability, off_out; /* SIZE_MAX: not needed */
     size_t block;           /* elements per primitive call (0: the whole range) */
     int fused_validation;
     engram_decay_checked_fn checked; /* validating primitive, with a fresh out */
@@ -500,7 +491,7 @@ typedef struct decay_job {
     size_t first_bad[256];
 } decay_job;
 
-/* Elements [i, i + len) of a stability of another type, converted like a C cast. */
+/* Elements [i, i + len) of an operand of another type, converted like a C cast. */
 static void convert_block(const engram_decay_operand *op, size_t i, size_t len,
                           engram_decay_type to, void *dst) {
     for (size_t j = 0; j < len; j++) {
@@ -567,14 +558,12 @@ static size_t run_block(const decay_job *job, const engram_decay_block *b, size_
     if (rest == 0) return b->n;
     uint64_t age[DECAY_VECTOR] = {0};
     double strength[DECAY_VECTOR], stability[DECAY_VECTOR], out[DECAY_VECTOR];
+    size_t ss = type_size(job->params.stability_type);
     for (size_t j = 0; j < DECAY_VECTOR; j++) {
-        if (es == 4) {
-            ((float *)strength)[j] = 1.0f;
-            ((float *)stability)[j] = 1.0f;
-        } else {
-            strength[j] = 1.0;
-            stability[j] = 1.0;
-        }
+        if (es == 4) ((float *)strength)[j] = 1.0f;
+        else strength[j] = 1.0;
+        if (ss == 4) ((float *)stability)[j] = 1.0f;
+        else stability[j] = 1.0;
     }
     size_t as = type_size(job->params.age_type);
     engram_decay_block tail = {DECAY_VECTOR, out, strength, NULL, NULL};
@@ -584,13 +573,18 @@ static size_t run_block(const decay_job *job, const engram_decay_block *b, size_
         tail.age = age;
     }
     if (b->stability) {
-        memcpy(stability, (const char *)b->stability + whole * es, rest * es);
+        memcpy(stability, (const char *)b->stability + whole * ss, rest * ss);
         tail.stability = stability;
     }
     size_t bad = call_primitive(job, &tail);
     if (bad < rest) return whole + bad;
     memcpy((char *)b->out + whole * es, out, rest * es);
     return b->n;
+}
+
+static void *scratch_at(const decay_job *job, unsigned worker, size_t offset) {
+    if (offset == SIZE_MAX) return NULL;
+    return job->scratch + (size_t)worker * job->scratch_per_worker + offset;
 }
 
 static void decay_worker(void *ctx, unsigned worker, unsigned n_workers) {
@@ -606,8 +600,10 @@ static void decay_worker(void *ctx, unsigned worker, unsigned n_workers) {
         return;
     }
     size_t es = type_size(a->strength.type);
-    unsigned char *scratch =
-        job->scratch ? job->scratch + (size_t)worker * 4 * DECAY_BLOCK * 8 : NULL;
+    void *strength_scratch = scratch_at(job, worker, job->off_strength);
+    void *age_scratch = scratch_at(job, worker, job->off_age);
+    void *stability_scratch = scratch_at(job, worker, job->off_stability);
+    void *out_scratch = scratch_at(job, worker, job->off_out);
     engram_decay_operand out_op = {a->out, a->out_stride, a->strength.type};
     size_t block = job->block ? job->block : hi - lo;
     for (size_t i = lo; i < hi; i += block) {
@@ -621,19 +617,17 @@ static void decay_worker(void *ctx, unsigned worker, unsigned n_workers) {
         }
         engram_decay_block b;
         b.n = len;
-        b.strength = operand_block(&a->strength, i, len, a->strength.type, scratch, 0);
-        b.age = operand_block(&a->age, i, len, a->age.type,
-                              scratch ? scratch + DECAY_BLOCK * 8 : NULL, 1);
-        b.stability = operand_block(&a->stability, i, len, a->strength.type,
-                                    scratch ? scratch + 2 * DECAY_BLOCK * 8 : NULL, 1);
-        int scatter = a->out_stride != 1;
-        b.out = scatter ? (void *)(scratch + 3 * DECAY_BLOCK * 8) : (void *)element(&out_op, i);
+        b.strength = operand_block(&a->strength, i, len, a->strength.type, strength_scratch, 0);
+        b.age = operand_block(&a->age, i, len, a->age.type, age_scratch, 1);
+        b.stability = operand_block(&a->stability, i, len, job->params.stability_type,
+                                    stability_scratch, 1);
+        b.out = out_scratch ? out_scratch : (void *)element(&out_op, i);
         size_t bad = run_block(job, &b, es);
         if (bad < len) {
             job->first_bad[worker] = i + bad;
             return;
         }
-        if (scatter) {
+        if (out_scratch) {
             char *dst = (char *)element(&out_op, i);
             const char *src = b.out;
             ptrdiff_t step = a->out_stride * (ptrdiff_t)es;
@@ -642,7 +636,7 @@ static void decay_worker(void *ctx, unsigned worker, unsigned n_workers) {
     }
 }
 
-/* The broadcast value of a stride-0 operand in the working precision. */
+/* The broadcast value of a stride-0 operand, converted to double like a C cast. */
 static double broadcast_f64(const engram_decay_operand *op) {
     switch (op->type) {
         case ENGRAM_DECAY_F32: return *(const float *)op->data;
@@ -652,20 +646,24 @@ static double broadcast_f64(const engram_decay_operand *op) {
     }
 }
 
-static float broadcast_f32(const engram_decay_operand *op) {
-    switch (op->type) {
-        case ENGRAM_DECAY_F32: return *(const float *)op->data;
-        case ENGRAM_DECAY_F64: return (float)*(const double *)op->data;
-        case ENGRAM_DECAY_I64: return (float)*(const int64_t *)op->data;
-        default: return (float)*(const uint64_t *)op->data;
-    }
-}
-
 static int strided(const engram_decay_operand *op) {
     return op->stride != 0 && op->stride != 1;
 }
 
+/* A region of `bytes` at *offset of a worker's scratch, 64-byte aligned (SIZE_MAX if unused). */
+static size_t scratch_region(int needed, size_t bytes, size_t *total) {
+    if (!needed) return SIZE_MAX;
+    size_t at = *total;
+    *total += (bytes + ENGRAM_ARENA_ALIGN - 1) / ENGRAM_ARENA_ALIGN * ENGRAM_ARENA_ALIGN;
+    return at;
+}
+
 engram_status engram_decay_run(engram_arena *arena, const engram_decay_args *a) {
+    if (a->out_stride == 0 && a->n > 1)
+        return engram_fail(ENGRAM_ERR_VALUE,
+                           "decay(): out has stride 0, so its %zu elements are one memory "
+                           "location; pass an array with a nonzero stride",
+                           a->n);
     if (a->model == ENGRAM_DECAY_POWER) {
         if (!(a->power > 0.0) || isinf(a->power))
             return engram_fail(ENGRAM_ERR_VALUE,
@@ -697,33 +695,47 @@ engram_status engram_decay_run(engram_arena *arena, const engram_decay_args *a) 
     decay_job job;
     memset(&job, 0, sizeof job);
     job.args = a;
+    int f64 = a->strength.type == ENGRAM_DECAY_F64;
     job.params.age_type = a->age.type;
+    /* float32 stabilities stay float32 for float32 strength; every other
+     * type is read as double, so nothing is rounded before the division */
+    job.params.stability_type =
+        !f64 && a->stability.type == ENGRAM_DECAY_F32 ? ENGRAM_DECAY_F32 : ENGRAM_DECAY_F64;
     job.params.power = a->power;
     job.params.factor = a->factor;
-    if (a->age.stride == 0) {
-        job.params.age_f32 = broadcast_f32(&a->age);
-        job.params.age_f64 = broadcast_f64(&a->age);
-    }
-    if (a->stability.stride == 0) {
-        job.params.stability_f32 = broadcast_f32(&a->stability);
-        job.params.stability_f64 = broadcast_f64(&a->stability);
-    }
+    if (a->age.stride == 0) job.params.age = broadcast_f64(&a->age);
+    if (a->stability.stride == 0) job.params.stability = broadcast_f64(&a->stability);
     const engram_decay_ops *ops = engram_decay();
-    int f64 = a->strength.type == ENGRAM_DECAY_F64;
     if (a->model == ENGRAM_DECAY_POWER) job.fn = f64 ? ops->power_f64 : ops->power_f32;
     else job.fn = f64 ? ops->exp_f64 : ops->exp_f32;
 
-    /* an explicit request is honoured down to one block per thread */
+    /* an explicit request is honoured down to one block per thread, and up
+     * to the cores: partitions beyond them would run one after another on
+     * the calling thread, each with its own scratch (the results do not
+     * depend on the partition) */
     size_t min_per_thread = a->threads > 0 ? DECAY_BLOCK : DECAY_MIN_PER_THREAD;
     unsigned n_workers = engram_threads_for(a->threads, a->n, DECAY_PARALLEL_THRESHOLD,
                                             (a->n + min_per_thread - 1) / min_per_thread);
+    unsigned cores = engram_cpu_count();
+    if (n_workers > cores) n_workers = cores;
     size_t per = (a->n + n_workers - 1) / n_workers;
     job.chunk = (per + DECAY_ALIGN_ELEMENTS - 1) / DECAY_ALIGN_ELEMENTS * DECAY_ALIGN_ELEMENTS;
 
-    int convert = a->stability.stride != 0 && a->stability.type != a->strength.type;
-    if (a->strength.stride != 1 || strided(&a->age) || strided(&a->stability) || convert ||
-        a->out_stride != 1) {
-        job.scratch = engram_arena_alloc(arena, (size_t)n_workers * 4 * DECAY_BLOCK * 8);
+    /* scratch for just the operands that need it: at most 4 blocks of 8
+     * bytes (32 KB) per worker */
+    int stability_array = a->stability.stride != 0;
+    int convert = stability_array && a->stability.type != job.params.stability_type;
+    size_t es = type_size(a->strength.type), per_worker = 0;
+    job.off_strength = scratch_region(a->strength.stride != 1, DECAY_BLOCK * es, &per_worker);
+    job.off_age = scratch_region(strided(&a->age), DECAY_BLOCK * type_size(a->age.type),
+                                 &per_worker);
+    job.off_stability = scratch_region(strided(&a->stability) || convert,
+                                       DECAY_BLOCK * type_size(job.params.stability_type),
+                                       &per_worker);
+    job.off_out = scratch_region(a->out_stride != 1, DECAY_BLOCK * es, &per_worker);
+    job.scratch_per_worker = per_worker;
+    if (per_worker) {
+        job.scratch = engram_arena_alloc(arena, (size_t)n_workers * per_worker);
         if (job.scratch == NULL) return ENGRAM_ERR_NOMEM;
     }
 
@@ -739,8 +751,9 @@ engram_status engram_decay_run(engram_arena *arena, const engram_decay_args *a) 
     }
     job.fused_validation = a->validate && a->out_is_fresh;
     /* float32 primitives validate as they go (their fast-path test implies
-     * validity) where they see the stabilities as given */
-    if (job.fused_validation && !f64 && !convert)
+     * validity) where they see the stabilities as given, in float32 */
+    if (job.fused_validation && !f64 &&
+        (!stability_array || a->stability.type == ENGRAM_DECAY_F32))
         job.checked = a->model == ENGRAM_DECAY_POWER ? ops->power_f32_checked : ops->exp_f32_checked;
     job.block = job.scratch ? DECAY_BLOCK
                 : job.fused_validation && !job.checked ? DECAY_VALIDATED_BLOCK : 0;

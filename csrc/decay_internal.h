@@ -3,8 +3,21 @@
  * the decay sections of the csrc/simd files, so every level evaluates the
  * same polynomials and takes the same lanes down the same paths.
  *
+ * Operands: ages and stabilities of every type are first converted to
+ * double exactly as a C cast does (exact for float32, float64 and 64-bit
+ * integers up to 2^53; beyond, rounded to nearest).  Nothing is rounded to
+ * float32 before a division, so values that pass validation (any finite
+ * positive stability, any age >= 0) divide as the float64 evaluation does.
+ *
  * float32 exponential (bit-identical on every level)
- *   y = age / stability                       IEEE float32 division
+ *   y = (float)((double)age / (double)stability)
+ *                                             the float32 argument; for two float32
+ *                                             operands this is the IEEE float32
+ *                                             quotient (double rounding of a quotient
+ *                                             is innocuous: 53 >= 2 * 24 + 2), which
+ *                                             the vector levels divide in float32
+ *                                             wherever both operands are float32
+ *                                             values (integer ages below 2^24 too)
  *   y clamped to [-710, 746]                  exp(-y) is then 0 or inf in float64 anyway
  *   n = rint(-y * log2(e))                    FMA with a 1.5 * 2^23 shifter
  *   w = y + n * ln2                           two-constant Cody-Waite, the first FMA exact
@@ -23,11 +36,34 @@
  * (engram_decay_exp_f32_lane).
  *
  * float32 power: in float64, rounded once to float32:
- *   u = 1 + factor * (age / stability)        the float32 IEEE quotient when power <= 1
- *                                             (costs <= power ulp), else a float64 one
+ *   u = 1 + (factor * age) / stability        power > 1: the float64 evaluation's own
+ *                                             u, bit for bit (IEEE multiply, divide, add)
+ *     = 1 + factor * y                        power <= 1, stability an array: y the
+ *                                             float32 argument above
+ *     = 1 + age * (factor / stability)        power <= 1, one stability (fused)
  *   u^-power = 1 / sqrt(u)                    power 0.5 (the FSRS curve)
- *            = exp(-power * log(u))           otherwise (log and exp to ~2^-33)
- * Within 0.5 + min(power, 1) + 0.1 ulp of the float64 evaluation.
+ *            = exp(max(-power * log(u), -700)) otherwise
+ * log(1) = 0 exactly on every level, and the logarithm's error next to
+ * u = 1 is relative, not absolute: power multiplies it (an absolute error
+ * of 3e-12 would put power 1e6 58 ulp away, and 1e15 at 0).  Every
+ * result s * exp(Y) that is not 0 in float32 has |Y| <= 193 (float32
+ * strengths are below 2^128), and the error of Y is bounded by that, not
+ * by the power (the logs below, the AVX-512 one in its own comment).
+ * Bound against the float64 evaluation s * u^-power, u as it forms it, for
+ * every finite power > 0:
+ *   power > 1:   0.5 + 2^-12 ulp              the same u; |error of Y| < 2^-36.5 on
+ *                                             every level, exp within 2^-42 relative
+ *   power <= 1:  0.5 + power + 0.13 ulp       the float32 argument perturbs u - 1 by
+ *                                             2^-24 relative, u^-power by <= power ulp;
+ *                                             0.13: AVX-512's reciprocal square root
+ *                                             (2^-27) and its float64 exp (2^-34)
+ * Measured (2^18 random ages spread over power * log(u) in [0, 120], every
+ * level): power > 1 (1.01 .. 1e15): 0.5 + 4e-6 ulp; power 0.3: 0.75 ulp;
+ * power 0.5: 0.98 ulp; power 1: 1.43 ulp.  The clamp at -700 keeps every
+ * double normal; below it strength * u^-power rounds to 0 in float32 for
+ * every float32 strength, and it also takes -inf, so a power too large for
+ * power * log(u) gives strength where u = 1 and 0 elsewhere, as the float64
+ * evaluation does; age 0 or factor 0 (u = 1) gives strength exactly.
  *
  * float64 exponential: the float32 scheme in float64 (degree-13 Taylor
  * polynomial), within ~1.1 ulp.  float64 power: the C library's pow.
@@ -95,8 +131,84 @@
 /* exp(Y) is only needed down to Y = -700: below, strength * exp(Y) rounds to 0 in float32
  * for every float32 strength, and staying above keeps every double normal. */
 #define DECAY_POW_Y_MIN -700.0
-/* AVX2/NEON log(1 + f) = 2 atanh(s), s = f / (2 + f), |s| <= 0.1716:
- * 2s (1 + s^2/3 + ... + s^10/11), error < 2^-35; then exp(w), |w| <= ln2/2, degree-9 Taylor */
+/* AVX2/NEON log(1 + f) = 2 atanh(s), s = f / (2 + f), |s| <= 3 - 2 sqrt(2):
+ * 2s (1 + z A(z)), z = s^2, A minimax of degree 5 (relative error < 2^-50;
+ * AVX2's s from a reciprocal with two Newton steps, < 2^-47): the log is
+ * relative everywhere, so |error of Y| <= 193 * 2^-47 = 2^-39.4 */
 #define DECAY_POW_LOG_OFFSET 0x3fe6a09e667f3bcdull /* bits of sqrt(1/2): mantissa in [sqrt(1/2), sqrt(2)) */
+#define DECAY_POW_LN2 0x1.62e42fefa39efp-1
+/*
+ * AVX-512 log(m) for m in [1, 2): row j of a 16-row table by the top 4
+ * fraction bits, log(m) = log(c_j) + log1p(r), r = m / c_j - 1.  Row 0 is
+ * c = 1 (r = m - 1 exactly, log(1) = 0 exactly, the error relative next to
+ * 1); rows 1..15 are centred, |r| <= 1/35.  log1p(r) = r + r^2 P(r), P
+ * minimax on [-1/34, 1/16] with |error| <= e_P.  The error of
+ * Y = -power * log(u) is then at most power * r^2 e_P: next to 1 (row 0,
+ * u < 1 + 1/16) that is |Y| r e_P <= |Y| e_P / 16, elsewhere (log(u) >=
+ * 0.06) |Y| e_P / (0.06 * 35^2), so for |Y| <= 193 (nonzero float32
+ * results) at most 12 e_P whatever the power; for power <= 1 also at most
+ * e_P / 256.
+ *   power > 1:   degree 6, e_P = 2^-40.3: |error of Y| < 2^-36.7
+ *   power <= 1:  degree 4, e_P = 2^-29.0: |error of Y| < 2^-37
+ */
+#define DECAY_POW_LOG6_P0 -0x1.0000000000cc7p-1
+#define DECAY_POW_LOG6_P1 0x1.55555553ba357p-2
+#define DECAY_POW_LOG6_P2 -0x1.ffffff48485bcp-3
+#define DECAY_POW_LOG6_P3 0x1.9999c963fdaf2p-3
+#define DECAY_POW_LOG6_P4 -0x1.555d422fb1afbp-3
+#define DECAY_POW_LOG6_P5 0x1.242d4d9c60886p-3
+#define DECAY_POW_LOG6_P6 -0x1.cf9f8c304dd78p-4
+#define DECAY_POW_LOG4_P0 -0x1.ffffffe3bec46p-2
+#define DECAY_POW_LOG4_P1 0x1.555558ce7ef7dp-2
+#define DECAY_POW_LOG4_P2 -0x1.0003019df1604p-2
+#define DECAY_POW_LOG4_P3 0x1.999811f03c784p-3
+#define DECAY_POW_LOG4_P4 -0x1.3ec2466487361p-3
+#define DECAY_POW_ATANH_A0 0x1.55555555553b8p-2
+#define DECAY_POW_ATANH_A1 0x1.9999999b8677ap-3
+#define DECAY_POW_ATANH_A2 0x1.2492462af84abp-3
+#define DECAY_POW_ATANH_A3 0x1.c71fccd953895p-4
+#define DECAY_POW_ATANH_A4 0x1.7382dbfa1ce75p-4
+#define DECAY_POW_ATANH_A5 0x1.546a3155bacbfp-4
+/* AVX2/NEON exp(w), |w| <= ln2/2: 1 + w + w^2 Q(w), Q minimax of degree 8
+ * (relative error < 2^-49) */
+#define DECAY_POW_EXP_Q0 0x1.0000000000000p-1
+#define DECAY_POW_EXP_Q1 0x1.5555555553b7dp-3
+#define DECAY_POW_EXP_Q2 0x1.5555555554cb8p-5
+#define DECAY_POW_EXP_Q3 0x1.1111111c45d5bp-7
+#define DECAY_POW_EXP_Q4 0x1.6c16c1738ecf7p-10
+#define DECAY_POW_EXP_Q5 0x1.a019adabfb6abp-13
+#define DECAY_POW_EXP_Q6 0x1.a019c9ab213aap-16
+#define DECAY_POW_EXP_Q7 0x1.72c720b2e07bfp-19
+#define DECAY_POW_EXP_Q8 0x1.28803926c8ea8p-22
+
+/* ---- operands as the definition reads them ---- */
+#include "engram.h"
+
+#include <stdint.h>
+
+/* Age i of a block (or the broadcast age) converted to double like a C cast. */
+static inline double decay_age_f64(const engram_decay_params *p, const void *age, size_t i) {
+    if (age == NULL) return p->age;
+    switch (p->age_type) {
+        case ENGRAM_DECAY_F32: return (double)((const float *)age)[i];
+        case ENGRAM_DECAY_F64: return ((const double *)age)[i];
+        case ENGRAM_DECAY_I64: return (double)((const int64_t *)age)[i];
+        default: return (double)((const uint64_t *)age)[i];
+    }
+}
+
+/* Stability i of a block (or the broadcast stability) as a double. */
+static inline double decay_stability_f64(const engram_decay_params *p, const void *stability,
+                                         size_t i) {
+    if (stability == NULL) return p->stability;
+    if (p->stability_type == ENGRAM_DECAY_F32) return (double)((const float *)stability)[i];
+    return ((const double *)stability)[i];
+}
+
+/* Whether a double is a float32 value (then float32 arithmetic on it is exact). */
+static inline int decay_is_f32(double x) {
+    if (!(x >= -0x1.fffffep127 && x <= 0x1.fffffep127)) return x == x; /* infinities are */
+    return (double)(float)x == x;
+}
 
 #endif

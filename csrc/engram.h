@@ -684,10 +684,14 @@ engram_status engram_spread_pull_build(engram_arena *arena, const engram_spread_
 /*
  * decay: strength * exp(-age / stability)                 (exponential)
  *        strength * (1 + factor * age / stability)^-power (power)
- * computed in the precision of `strength` (float32 or float64).  Ages and
- * stabilities of any of the four types are converted to that precision
- * in the kernel (validation sees the values as given); out has the type
- * of strength.
+ * computed in the precision of `strength` (float32 or float64); out has
+ * the type of strength.  Ages and stabilities of any of the four types are
+ * converted in the kernel, exactly as a C cast converts them to double
+ * (validation sees the values as given).  With float32 strength the
+ * exponential's argument is the float32 y = (float)((double)age /
+ * (double)stability): no operand is rounded to float32 before the
+ * division (for float32 operands this is the IEEE float32 quotient).
+ * decay_internal.h has the numerical scheme of each model.
  */
 typedef enum engram_decay_model {
     ENGRAM_DECAY_EXPONENTIAL = 0,
@@ -724,29 +728,33 @@ engram_status engram_decay_run(engram_arena *arena, const engram_decay_args *arg
 
 /*
  * The primitives work on contiguous blocks of a multiple of 16 elements
- * (the driver pads the last one); strength, stability and out are in the
- * working precision, ages of params->age_type.  A NULL age or stability
- * means the broadcast value in the parameters.  out may equal strength.
+ * (the driver pads the last one); strength and out are in the working
+ * precision, ages of params->age_type, stabilities of
+ * params->stability_type.  A NULL age or stability means the broadcast
+ * value in the parameters.  out may equal strength.
  */
 typedef struct engram_decay_block {
     size_t n;
     void *out;
     const void *strength;
-    const void *age; /* elements of params->age_type */
-    const void *stability;
+    const void *age;       /* elements of params->age_type */
+    const void *stability; /* elements of params->stability_type */
 } engram_decay_block;
 
 typedef struct engram_decay_params {
     engram_decay_type age_type;
-    float age_f32, stability_f32; /* broadcast values, float32 working precision */
-    double age_f64, stability_f64; /* broadcast values, float64 working precision */
+    /* float32 strength: F32 for a float32 stability array, else F64 (the
+     * driver converts integer stabilities to double); float64: F64 */
+    engram_decay_type stability_type;
+    double age, stability; /* broadcast values, converted to double like a C cast */
     double power, factor;
 } engram_decay_params;
 
 typedef void (*engram_decay_fn)(const engram_decay_params *params, const engram_decay_block *block);
 /*
  * The same with validation of the block's ages (params->age_type, as
- * given) and stabilities (float32, as given): returns the index of the
+ * given) and stabilities (float32 arrays only: stability_type F32, or a
+ * broadcast value the driver has checked): returns the index of the
  * first invalid element, or n.  Elements before it are computed; out may
  * be written anywhere, so the driver uses these only for a fresh out.
  */
@@ -767,15 +775,20 @@ struct engram_decay_ops {
  * One element of each model, the definition every level reproduces.  The
  * SIMD levels compute their fast lanes the same way and call these for the
  * lanes they leave out (NaN, infinities, extreme magnitudes).
- * y is age / stability, already divided in the working precision.
+ * y is the quotient age / stability of the working precision (float32:
+ * (float)((double)age / (double)stability)); age and stability of the
+ * power model are the operands converted to double.
  */
 float engram_decay_exp_f32_lane(float y, float strength);
 double engram_decay_exp_f64_lane(double y, double strength);
-float engram_decay_power_f32_lane(float age, float stability, float strength, double power,
+float engram_decay_power_f32_lane(double age, double stability, float strength, double power,
                                   double factor);
 double engram_decay_power_f64_lane(double age, double stability, double strength, double power,
                                    double factor);
-/* First invalid element of a float32 block (ages as given, stabilities), or n. */
+/* Element i of a float32 block by the power model's definition (the SIMD levels' special lanes). */
+float engram_decay_power_f32_element(const engram_decay_params *params,
+                                     const engram_decay_block *block, size_t i);
+/* First invalid element of a block (ages and stabilities as given), or n. */
 size_t engram_decay_first_invalid_block(const engram_decay_params *params,
                                         const engram_decay_block *block);
 /* float64 power on every level: the C library's pow per element. */

@@ -1738,6 +1738,19 @@ static int decay_check_out(PyObject *obj, int type_num, npy_intp n, PyArrayObjec
         raise_about_array(PyExc_ValueError, "decay", "out", "aligned", arr);
         return -1;
     }
+    /* a zero stride makes every element one location: each result would
+     * overwrite the last, and in place the decay would compound */
+    if (n > 1 && PyArray_STRIDE(arr, 0) == 0) {
+        PyObject *desc = describe_array(arr);
+        if (desc) {
+            PyErr_Format(PyExc_ValueError,
+                         "decay(): out overlaps itself: its %" NPY_INTP_FMT " elements are one "
+                         "memory location, got %U; pass an array with a nonzero stride",
+                         n, desc);
+            Py_DECREF(desc);
+        }
+        return -1;
+    }
     *out_arr = arr;
     return 0;
 }
@@ -2556,7 +2569,10 @@ static PyMethodDef core_methods[] = {
      "factor is 19/81 (FSRS's forgetting curve, with power 0.5).\n\n"
      "strength is a 1-D float32 or float64 array and sets the precision; age (seconds) and\n"
      "stability are numbers or arrays of float32, float64, int64 or uint64.  out=strength\n"
-     "updates in place.  validate=True rejects negative or NaN ages and stabilities <= 0 or\n"
+     "updates in place.  For float32 strength the exponential's argument is\n"
+     "float32(float64(age) / float64(stability)), the IEEE float32 quotient when both are\n"
+     "float32: no operand is rounded to float32 before the division.  validate=True\n"
+     "rejects negative or NaN ages and stabilities <= 0 or\n"
      "NaN (naming the first bad index) before anything is written; validate=False skips\n"
      "the scan and the formula applies as IEEE arithmetic does (a negative age grows the\n"
      "strength, stability 0 gives 0 or NaN, NaN gives NaN)."},

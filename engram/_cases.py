@@ -941,7 +941,7 @@ def _decay_random_case(rng: np.random.Generator) -> Case:
         _decay_inject(rng, S, [0.0, -1.0, np.nan], 0.03)
     kwargs = {"stability": S, "model": model, "validate": validate}
     if model == "power":
-        kwargs["power"] = float(rng.choice([0.5, 0.3, 1.0, 2.0, 5.0]))
+        kwargs["power"] = float(rng.choice([0.5, 0.3, 1.0, 2.0, 5.0, 1e3, 1e9]))
         kwargs["factor"] = float(rng.choice([19 / 81, 1.0, 0.01]))
     s = _decay_layout(rng, s)
     label = f"{model} {np.dtype(dtype).name} n={n} age={adt}"
@@ -962,8 +962,18 @@ def _decay_edge_cases() -> list:
                 Case((sd, 3600.0), {"stability": 1e30, "model": model}, f"{model} huge stability"),
                 Case((sd, np.arange(n, dtype=np.uint64) * 2**60), {"model": model}, f"{model} uint64 ages"),
                 Case((sd, np.full(n, 1e-40, dt)), {"stability": 1e-38, "model": model}, f"{model} denormal ages"),
+                Case((sd, 0), {"stability": 1e-50, "model": model},
+                     f"{model} a float64 stability below float32's range"),
+                Case((sd, np.full(n, 1e39)), {"stability": np.full(n, 1e39), "model": model},
+                     f"{model} float64 ages and stabilities above float32's range"),
                 Case((np.zeros(0, dt), np.zeros(0, dt)), {"model": model}, f"{model} empty"),
             ]
+    for dt in (f32, f64):
+        sd = s.astype(dt)
+        ages = np.array([0, 0, 1, 3600, 1e5, 1e-30, 86400, 1e9, 0], dtype=dt)
+        for power in (1e6, 1e12, 8e306, np.finfo(np.float64).max):
+            cases.append(Case((sd, ages), {"model": "power", "power": power},
+                              f"power {power:g}: strength where u = 1, 0 elsewhere"))
     y = np.array([0, 1e-30, 0.5, 76, 87.3, 103.97, 104, 200, 745.5, 1e30], dtype=f32)
     cases.append(Case((np.ones(y.size, f32), y), {"stability": 1.0}, "exp over the underflow edge"))
     cases.append(Case((np.full(y.size, 3e38, f32), y), {"stability": 1.0}, "large strength, subnormal exp"))

@@ -531,11 +531,12 @@ def _decay_real(name: str, value) -> float:
 def _decay_check(strength, age, stability, model, power, factor, out, validate, threads):
     """Every argument checked as the C core checks it; returns the arrays to compute with."""
     s = np.asarray(strength)
-    if s.dtype not in (np.float32, np.float64):
+    if s.dtype.kind != "f" or s.dtype.itemsize not in (4, 8):
         raise TypeError(f"decay(): strength must be a float32 or float64 array, got {_describe(s)}")
     if s.ndim != 1:
         raise ValueError(f"decay(): strength must be 1-dimensional, got {_describe(s)}")
     n = s.shape[0]
+    native = s.dtype.newbyteorder("=")  # any byte order in, the native dtype out
     if not isinstance(model, str):
         raise TypeError(f"decay(): model must be one of 'exponential', 'power', got {model!r}")
     if model not in _DECAY_MODELS:
@@ -550,15 +551,20 @@ def _decay_check(strength, age, stability, model, power, factor, out, validate, 
     a = _decay_operand("age", age, n)
     S = _decay_operand("stability", stability, n)
     if out is not None:
-        expected = f"a writeable {s.dtype} array of shape ({n},)"
+        expected = f"a writeable {native} array of shape ({n},)"
         if not isinstance(out, np.ndarray):
             raise TypeError(f"decay(): out must be a numpy.ndarray, got {type(out).__name__}")
-        if out.dtype != s.dtype:
+        if out.dtype != native or not out.dtype.isnative:
             raise TypeError(f"decay(): out must be {expected}, got {_describe(out)}")
         if out.shape != (n,):
             raise ValueError(f"decay(): out must be {expected}, got {_describe(out)}")
         if not out.flags.writeable:
             raise ValueError(f"decay(): out must be writeable, got a read-only {_describe(out)}")
+        if n > 1 and out.strides[0] == 0:
+            raise ValueError(
+                f"decay(): out overlaps itself: its {n} elements are one memory location, "
+                f"got {_describe(out)}; pass an array with a nonzero stride"
+            )
         for other, name in ((a, "age"), (S, "stability")):
             if np.may_share_memory(out, other):
                 raise ValueError(f"decay(): out overlaps {name} in memory; pass a separate array")
@@ -590,24 +596,29 @@ def _decay_check(strength, age, stability, model, power, factor, out, validate, 
             raise ValueError(
                 f"decay(): stability[{i_stab}] is {S[i_stab]}; stabilities must be > 0 and not NaN"
             )
-    return s, a, S, power, factor
+    return s.astype(native, copy=False), a, S, power, factor
 
 
 def _decay_float64(s, a, S, model, power, factor) -> np.ndarray:
     """The float64 evaluation before the final rounding to strength's dtype.
 
-    Ages and stabilities are first converted to strength's dtype (the
-    precision of the computation); for float32 the quotient age / stability
-    is the float32 IEEE quotient, as the kernel forms it.
+    Ages and stabilities of every dtype are converted to float64 (as a C
+    cast converts them: exact up to 2^53) and divided in float64; nothing is
+    rounded to float32 first.  For float32 strength the exponential's
+    argument is then that quotient rounded to float32,
+    ``y = float32(float64(age) / float64(stability))``, which for float32
+    operands is the IEEE float32 quotient.  The power model uses the float64
+    ``u = 1 + factor * age / stability`` as it stands.
     """
-    dt = s.dtype
     s64 = s.astype(np.float64)
     with np.errstate(all="ignore"):
-        a_w, S_w = a.astype(dt), S.astype(dt)
+        a64, S64 = a.astype(np.float64), S.astype(np.float64)
         if model == "exponential":
-            y = (a_w / S_w).astype(np.float64)
+            y = a64 / S64
+            if s.dtype == np.float32:
+                y = y.astype(np.float32).astype(np.float64)
             return s64 * np.exp(-y)
-        u = 1.0 + factor * a_w.astype(np.float64) / S_w.astype(np.float64)
+        u = 1.0 + factor * a64 / S64
         return s64 * u ** -power
 
 
@@ -617,8 +628,10 @@ def decay(strength, age, *, stability=86400.0, model="exponential", power=0.5, f
 
     exponential: ``strength * exp(-age / stability)``;
     power: ``strength * (1 + factor * age / stability) ** -power``.
-    Computed in float64 from the inputs converted to strength's dtype,
-    rounded once to that dtype.  ``validate=True`` rejects negative or NaN
+    Computed in float64 from the inputs converted to float64 and rounded
+    once to strength's dtype; for float32 strength the exponential's
+    argument is the float32 ``y = float32(float64(age) / float64(stability))``
+    (the IEEE float32 quotient when both are float32).  ``validate=True`` rejects negative or NaN
     ages and stabilities <= 0 or NaN, naming the first bad index, before
     anything is written; ``validate=False`` lets IEEE arithmetic decide.
     """

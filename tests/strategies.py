@@ -250,7 +250,7 @@ def decay_cases(draw):
     kwargs = {"stability": draw(decay_stabilities(n, dtype, validate)), "validate": validate}
     if draw(st.booleans()):
         kwargs["model"] = "power"
-        kwargs["power"] = draw(st.sampled_from([0.5, 0.3, 1.0, 2.0, 7.5]))
+        kwargs["power"] = draw(st.sampled_from([0.5, 0.3, 1.0, 2.0, 7.5, 1e3, 1e9, 1e300]))
         kwargs["factor"] = draw(st.sampled_from([19 / 81, 1.0, 0.0, 1e-3]))
     return (strength, draw(decay_ages(n, dtype, validate))), kwargs
 

@@ -584,6 +584,17 @@ def _decay_shifted_out():
 CASES.append(("decay-out-overlaps-strength-shifted", _decay_shifted_out, ValueError,
               ["out", "overlaps", "strength"]))
 
+
+def _decay_stride_zero_out():
+    """A writeable zero-stride out (here strength itself, updated in place): one location for all."""
+    base = np.array([0.8, 0.25], np.float32)
+    x = np.lib.stride_tricks.as_strided(base, shape=(5000,), strides=(0,))
+    return engram.decay, (x, np.full(5000, 10.0, np.float32)), {"stability": 100.0, "out": x}, [base]
+
+
+CASES.append(("decay-out-stride-zero", _decay_stride_zero_out, ValueError,
+              ["out", "overlaps itself", "strides (0,)"]))
+
 # ==== end decay ====
 
 

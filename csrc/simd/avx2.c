@@ -920,6 +920,13 @@ const engram_spread_ops engram_spread_ops_avx2 = {
  * integer conversions: they are built from exact double arithmetic below.
  */
 #define DECAY2_AGE_BROADCAST 4
+/* where the stabilities come from: a float32 array, a float64 array, one value */
+#define DECAY2_STAB_F32 0
+#define DECAY2_STAB_F64 1
+#define DECAY2_STAB_BROADCAST 2
+/* the exponential's quotient with a broadcast operand that is not a float32 value:
+ * every vector divides in float64 */
+#define DECAY2_STAB_WIDE 3
 #define DECAY2_INLINE static inline __attribute__((always_inline))
 
 /* u64 lanes to double with one rounding: 2^84 + hi * 2^32 and 2^52 + lo are
@@ -945,56 +952,7 @@ DECAY2_INLINE __m256d decay2_i64_to_pd(__m256i v) {
     return _mm256_or_pd(d, _mm256_castsi256_pd(sign));
 }
 
-/*
- * u64 lanes to float32 with one correct rounding.  Through double that
- * would round twice; above 2^53 the low 11 bits are first folded into a
- * sticky bit (round to odd at 53 bits), which makes the double exact and
- * its rounding to float32 correct (53 >= 24 + 2).
- */
-DECAY2_INLINE __m256d decay2_u64_to_pd_odd(__m256i v) {
-    const __m256i low_bits = _mm256_set1_epi64x(0x7ff);
-    __m256i small = _mm256_cmpeq_epi64(_mm256_srli_epi64(v, 53), _mm256_setzero_si256());
-    __m256i sticky = _mm256_andnot_si256(
-        _mm256_cmpeq_epi64(_mm256_and_si256(v, low_bits), _mm256_setzero_si256()),
-        _mm256_set1_epi64x(0x800));
-    __m256i odd = _mm256_or_si256(_mm256_andnot_si256(low_bits, v), sticky);
-    return decay2_u64_to_pd(_mm256_blendv_epi8(odd, v, small));
-}
-
-DECAY2_INLINE __m128 decay2_u64_to_ps(__m256i v) {
-    return _mm256_cvtpd_ps(decay2_u64_to_pd_odd(v));
-}
-
-DECAY2_INLINE __m128 decay2_i64_to_ps(__m256i v) {
-    __m256i sign;
-    __m256d d = decay2_u64_to_pd_odd(decay2_abs_epi64(v, &sign));
-    return _mm256_cvtpd_ps(_mm256_or_pd(d, _mm256_castsi256_pd(sign)));
-}
-
-/* 8 ages from index i as float32. */
-DECAY2_INLINE __m256 decay2_ages_ps(const void *age, size_t i, int type, float broadcast) {
-    switch (type) {
-        case ENGRAM_DECAY_F32: return _mm256_loadu_ps((const float *)age + i);
-        case ENGRAM_DECAY_F64: {
-            const double *d = (const double *)age + i;
-            return _mm256_set_m128(_mm256_cvtpd_ps(_mm256_loadu_pd(d + 4)),
-                                   _mm256_cvtpd_ps(_mm256_loadu_pd(d)));
-        }
-        case ENGRAM_DECAY_I64: {
-            const __m256i *v = (const __m256i *)((const int64_t *)age + i);
-            return _mm256_set_m128(decay2_i64_to_ps(_mm256_loadu_si256(v + 1)),
-                                   decay2_i64_to_ps(_mm256_loadu_si256(v)));
-        }
-        case ENGRAM_DECAY_U64: {
-            const __m256i *v = (const __m256i *)((const uint64_t *)age + i);
-            return _mm256_set_m128(decay2_u64_to_ps(_mm256_loadu_si256(v + 1)),
-                                   decay2_u64_to_ps(_mm256_loadu_si256(v)));
-        }
-        default: return _mm256_set1_ps(broadcast);
-    }
-}
-
-/* 4 ages from index i as float64. */
+/* 4 ages from index i as float64, converted like a C cast. */
 DECAY2_INLINE __m256d decay2_ages_pd(const void *age, size_t i, int type, double broadcast) {
     switch (type) {
         case ENGRAM_DECAY_F32: return _mm256_cvtps_pd(_mm_loadu_ps((const float *)age + i));
@@ -1005,6 +963,102 @@ DECAY2_INLINE __m256d decay2_ages_pd(const void *age, size_t i, int type, double
             return decay2_u64_to_pd(_mm256_loadu_si256((const __m256i *)((const uint64_t *)age + i)));
         default: return _mm256_set1_pd(broadcast);
     }
+}
+
+/* 4 stabilities from index i as float64. */
+DECAY2_INLINE __m256d decay2_stab_pd(const void *stab, size_t i, int mode, double broadcast) {
+    switch (mode) {
+        case DECAY2_STAB_F32: return _mm256_cvtps_pd(_mm_loadu_ps((const float *)stab + i));
+        case DECAY2_STAB_F64: return _mm256_loadu_pd((const double *)stab + i);
+        default: return _mm256_set1_pd(broadcast);
+    }
+}
+
+DECAY2_INLINE int decay2_stab_mode(const engram_decay_params *p, const engram_decay_block *b) {
+    if (!b->stability) return DECAY2_STAB_BROADCAST;
+    return p->stability_type == ENGRAM_DECAY_F32 ? DECAY2_STAB_F32 : DECAY2_STAB_F64;
+}
+
+/* y = (float)((double)age / (double)stability) for 8 lanes by float64 division. */
+static __attribute__((noinline)) __m256 decay2_quotient_wide(const engram_decay_params *p,
+                                                             const engram_decay_block *b, size_t i) {
+    int age_type = b->age ? (int)p->age_type : DECAY2_AGE_BROADCAST;
+    int stab_mode = decay2_stab_mode(p, b);
+    __m256d lo = _mm256_div_pd(decay2_ages_pd(b->age, i, age_type, p->age),
+                               decay2_stab_pd(b->stability, i, stab_mode, p->stability));
+    __m256d hi = _mm256_div_pd(decay2_ages_pd(b->age, i + 4, age_type, p->age),
+                               decay2_stab_pd(b->stability, i + 4, stab_mode, p->stability));
+    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+
+/* Broadcast operands of a block, prepared once. */
+typedef struct decay2_operands {
+    __m256 age, stability; /* the broadcast values rounded to float32 */
+    __m256 quotient;       /* both broadcast: the argument itself */
+} decay2_operands;
+
+DECAY2_INLINE void decay2_operands_init(decay2_operands *o, const engram_decay_params *p,
+                                        const engram_decay_block *b) {
+    o->age = _mm256_set1_ps((float)p->age);
+    o->stability = _mm256_set1_ps((float)p->stability);
+    o->quotient = _mm256_set1_ps(b->age || b->stability ? 0.0f : (float)(p->age / p->stability));
+}
+
+/* Whether a broadcast operand of the block is not a float32 value (its quotient divides in float64). */
+DECAY2_INLINE int decay2_broadcast_wide(const engram_decay_params *p, const engram_decay_block *b) {
+    return (!b->age && !decay_is_f32(p->age)) || (!b->stability && !decay_is_f32(p->stability));
+}
+
+/* 4 float64 lanes as float32, and whether each converts exactly (bits of a movemask). */
+DECAY2_INLINE __m128 decay2_narrow(__m256d x, int *exact) {
+    __m128 f = _mm256_cvtpd_ps(x);
+    *exact = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_cvtps_pd(f), x, _CMP_EQ_OQ));
+    return f;
+}
+
+/* The low 32 bits of 8 64-bit lanes (two vectors) as 8 int32 lanes, in order. */
+DECAY2_INLINE __m256i decay2_low_dwords(__m256i lo, __m256i hi) {
+    __m256 packed = _mm256_shuffle_ps(_mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi),
+                                      _MM_SHUFFLE(2, 0, 2, 0)); /* lo0 lo1 hi0 hi1 | lo2 lo3 hi2 hi3 */
+    return _mm256_permute4x64_epi64(_mm256_castps_si256(packed), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/*
+ * The float32 argument y = (float)((double)age / (double)stability) of 8
+ * lanes: a float32 division where every operand is a float32 value (the
+ * same bits, decay_internal.h), else float64 divisions.  stab_mode WIDE:
+ * a broadcast operand that is not a float32 value, or float64
+ * stabilities: every vector divides in float64.
+ */
+DECAY2_INLINE __m256 decay2_quotient_ps(const engram_decay_params *p, const engram_decay_block *b,
+                                        const void *age, const float *stab, size_t i,
+                                        int age_type, int stab_mode, const decay2_operands *o) {
+    if (stab_mode == DECAY2_STAB_WIDE || stab_mode == DECAY2_STAB_F64) return decay2_quotient_wide(p, b, i);
+    if (age_type == DECAY2_AGE_BROADCAST && stab_mode == DECAY2_STAB_BROADCAST) return o->quotient;
+    __m256 a, S;
+    int exact = 1;
+    if (age_type == ENGRAM_DECAY_F32) {
+        a = _mm256_loadu_ps((const float *)age + i);
+    } else if (age_type == DECAY2_AGE_BROADCAST) {
+        a = o->age;
+    } else if (age_type == ENGRAM_DECAY_F64) {
+        int ex_lo, ex_hi;
+        __m128 lo = decay2_narrow(_mm256_loadu_pd((const double *)age + i), &ex_lo);
+        __m128 hi = decay2_narrow(_mm256_loadu_pd((const double *)age + i + 4), &ex_hi);
+        a = _mm256_set_m128(hi, lo);
+        exact = (ex_lo & ex_hi) == 0xF;
+    } else {
+        /* integers in [0, 2^24) (ages up to 194 days in seconds) are float32
+         * values, and their low 32 bits are the value: one test of both vectors
+         * (as unsigned: a negative int64 age, invalid, divides in float64) */
+        __m256i lo = _mm256_loadu_si256((const __m256i *)((const int64_t *)age + i));
+        __m256i hi = _mm256_loadu_si256((const __m256i *)((const int64_t *)age + i + 4));
+        exact = _mm256_testz_si256(_mm256_or_si256(lo, hi), _mm256_set1_epi64x(-(1ll << 24)));
+        a = _mm256_cvtepi32_ps(decay2_low_dwords(lo, hi));
+    }
+    S = stab_mode == DECAY2_STAB_F32 ? _mm256_loadu_ps(stab + i) : o->stability;
+    if (ENGRAM_UNLIKELY(!exact)) return decay2_quotient_wide(p, b, i);
+    return _mm256_div_ps(a, S);
 }
 
 /* ---- float32 exponential ---- */
@@ -1099,33 +1153,36 @@ static __attribute__((noinline)) size_t decay2_first_invalid_lane(const engram_d
                                                                   const engram_decay_block *b,
                                                                   size_t i) {
     size_t es = p->age_type == ENGRAM_DECAY_F32 ? 4 : 8;
+    size_t ss = p->stability_type == ENGRAM_DECAY_F32 ? 4 : 8;
     engram_decay_block lanes = {8, NULL, NULL, b->age ? (const char *)b->age + i * es : NULL,
-                                b->stability ? (const float *)b->stability + i : NULL};
+                                b->stability ? (const char *)b->stability + i * ss : NULL};
     return engram_decay_first_invalid_block(p, &lanes);
 }
 
 /*
- * checking: validate as well (fresh output only).  A fast lane has
- * 0 <= y = age / stability and, tested here, stability > 0, so its age is
- * >= +0 as given; any other lane sends the vector to a scalar check of the
- * values as given before the general path.
+ * checking: validate as well (fresh output, float32 stabilities only).  A
+ * fast lane has 0 <= y = age / stability and, tested here, stability > 0,
+ * so its age is >= +0 as given; any other lane sends the vector to a
+ * scalar check of the values as given before the general path.
  */
 DECAY2_INLINE size_t decay2_exp_f32_body(const engram_decay_params *p, const engram_decay_block *b,
-                                         int age_type, int stability_broadcast, int checking) {
+                                         int age_type, int stab_mode, int checking) {
     const size_t n = b->n;
     float *out = b->out;
-    const float *str = b->strength, *stab = b->stability;
+    const float *str = b->strength;
     const void *age = b->age;
-    const __m256 stab_b = _mm256_set1_ps(p->stability_f32);
-    const float age_b = p->age_f32;
+    const float *stab = b->stability;
+    decay2_operands o;
+    decay2_operands_init(&o, p, b);
     for (size_t i = 0; i < n; i += 8) {
-        __m256 a = decay2_ages_ps(age, i, age_type, age_b);
-        __m256 S = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
-        __m256 y = _mm256_div_ps(a, S), s = _mm256_loadu_ps(str + i);
+        __m256 y = decay2_quotient_ps(p, b, age, stab, i, age_type, stab_mode, &o);
+        __m256 s = _mm256_loadu_ps(str + i);
         __m256i fast = decay2_exp_fast(y, s);
-        if (checking && !stability_broadcast)
+        /* (the validating primitives see float32 stability arrays only) */
+        if (checking && (stab_mode == DECAY2_STAB_F32 || (stab_mode == DECAY2_STAB_WIDE && stab)))
             fast = _mm256_and_si256(
-                fast, _mm256_castps_si256(_mm256_cmp_ps(S, _mm256_setzero_ps(), _CMP_GT_OQ)));
+                fast, _mm256_castps_si256(_mm256_cmp_ps(_mm256_loadu_ps(stab + i),
+                                                        _mm256_setzero_ps(), _CMP_GT_OQ)));
         __m256 r;
         if (ENGRAM_LIKELY(_mm256_movemask_ps(_mm256_castsi256_ps(fast)) == 0xFF)) {
             r = decay2_exp_ps_fast(y, s);
@@ -1141,39 +1198,50 @@ DECAY2_INLINE size_t decay2_exp_f32_body(const engram_decay_params *p, const eng
     return n;
 }
 
-#define DECAY2_DISPATCH(body, p, b)                                                       \
+/* One instance per (age type, stability mode) so each loop is straight-line. */
+#define DECAY2_DISPATCH_AGES(body, p, b, mode)                                            \
     do {                                                                                  \
-        int type_ = (b)->age ? (int)(p)->age_type : DECAY2_AGE_BROADCAST;                 \
-        if ((b)->stability) {                                                             \
-            switch (type_) {                                                              \
-                case ENGRAM_DECAY_F32: body(p, b, ENGRAM_DECAY_F32, 0); break;            \
-                case ENGRAM_DECAY_F64: body(p, b, ENGRAM_DECAY_F64, 0); break;            \
-                case ENGRAM_DECAY_I64: body(p, b, ENGRAM_DECAY_I64, 0); break;            \
-                case ENGRAM_DECAY_U64: body(p, b, ENGRAM_DECAY_U64, 0); break;            \
-                default: body(p, b, DECAY2_AGE_BROADCAST, 0); break;                      \
-            }                                                                             \
-        } else {                                                                          \
-            switch (type_) {                                                              \
-                case ENGRAM_DECAY_F32: body(p, b, ENGRAM_DECAY_F32, 1); break;            \
-                case ENGRAM_DECAY_F64: body(p, b, ENGRAM_DECAY_F64, 1); break;            \
-                case ENGRAM_DECAY_I64: body(p, b, ENGRAM_DECAY_I64, 1); break;            \
-                case ENGRAM_DECAY_U64: body(p, b, ENGRAM_DECAY_U64, 1); break;            \
-                default: body(p, b, DECAY2_AGE_BROADCAST, 1); break;                      \
-            }                                                                             \
+        switch ((b)->age ? (int)(p)->age_type : DECAY2_AGE_BROADCAST) {                   \
+            case ENGRAM_DECAY_F32: body(p, b, ENGRAM_DECAY_F32, mode); break;             \
+            case ENGRAM_DECAY_F64: body(p, b, ENGRAM_DECAY_F64, mode); break;             \
+            case ENGRAM_DECAY_I64: body(p, b, ENGRAM_DECAY_I64, mode); break;             \
+            case ENGRAM_DECAY_U64: body(p, b, ENGRAM_DECAY_U64, mode); break;             \
+            default: body(p, b, DECAY2_AGE_BROADCAST, mode); break;                       \
         }                                                                                 \
     } while (0)
 
-#define DECAY2_EXP_F32(p, b, type, broadcast) decay2_exp_f32_body(p, b, type, broadcast, 0)
-#define DECAY2_EXP_F32_CHECKED(p, b, type, broadcast) \
-    checked = decay2_exp_f32_body(p, b, type, broadcast, 1)
+#define DECAY2_DISPATCH(body, p, b)                                                       \
+    do {                                                                                  \
+        switch (decay2_stab_mode(p, b)) {                                                 \
+            case DECAY2_STAB_F32: DECAY2_DISPATCH_AGES(body, p, b, DECAY2_STAB_F32); break; \
+            case DECAY2_STAB_F64: DECAY2_DISPATCH_AGES(body, p, b, DECAY2_STAB_F64); break; \
+            default: DECAY2_DISPATCH_AGES(body, p, b, DECAY2_STAB_BROADCAST); break;      \
+        }                                                                                 \
+    } while (0)
+
+/* The exponential: float64 stabilities and broadcast values that are not float32 values
+ * take one instance that divides every vector in float64. */
+#define DECAY2_DISPATCH_EXP(body, p, b)                                                   \
+    do {                                                                                  \
+        int mode_ = decay2_stab_mode(p, b);                                               \
+        if (mode_ == DECAY2_STAB_F64 || decay2_broadcast_wide(p, b))                      \
+            body(p, b, DECAY2_AGE_BROADCAST, DECAY2_STAB_WIDE);                           \
+        else if (mode_ == DECAY2_STAB_F32)                                                \
+            DECAY2_DISPATCH_AGES(body, p, b, DECAY2_STAB_F32);                            \
+        else                                                                              \
+            DECAY2_DISPATCH_AGES(body, p, b, DECAY2_STAB_BROADCAST);                      \
+    } while (0)
+
+#define DECAY2_EXP_F32(p, b, type, mode) decay2_exp_f32_body(p, b, type, mode, 0)
+#define DECAY2_EXP_F32_CHECKED(p, b, type, mode) checked = decay2_exp_f32_body(p, b, type, mode, 1)
 
 static void decay_exp_f32_avx2(const engram_decay_params *p, const engram_decay_block *b) {
-    DECAY2_DISPATCH(DECAY2_EXP_F32, p, b);
+    DECAY2_DISPATCH_EXP(DECAY2_EXP_F32, p, b);
 }
 
 static size_t decay_exp_f32_checked_avx2(const engram_decay_params *p, const engram_decay_block *b) {
     size_t checked = b->n;
-    DECAY2_DISPATCH(DECAY2_EXP_F32_CHECKED, p, b);
+    DECAY2_DISPATCH_EXP(DECAY2_EXP_F32_CHECKED, p, b);
     return checked;
 }
 
@@ -1225,26 +1293,30 @@ DECAY2_INLINE __m256d decay2_exp_pd(__m256d y, __m256d s) {
 }
 
 DECAY2_INLINE void decay2_exp_f64_body(const engram_decay_params *p, const engram_decay_block *b,
-                                       int age_type, int stability_broadcast) {
+                                       int age_type, int stab_mode) {
     double *out = b->out;
-    const double *str = b->strength, *stab = b->stability;
-    const __m256d stab_b = _mm256_set1_pd(p->stability_f64);
+    const double *str = b->strength;
+    const void *age = b->age, *stab = b->stability;
+    const double age_b = p->age, stab_b = p->stability;
     for (size_t i = 0; i < b->n; i += 4) {
-        __m256d a = decay2_ages_pd(b->age, i, age_type, p->age_f64);
-        __m256d S = stability_broadcast ? stab_b : _mm256_loadu_pd(stab + i);
+        __m256d a = decay2_ages_pd(age, i, age_type, age_b);
+        __m256d S = decay2_stab_pd(stab, i, stab_mode, stab_b);
         _mm256_storeu_pd(out + i, decay2_exp_pd(_mm256_div_pd(a, S), _mm256_loadu_pd(str + i)));
     }
 }
 
+/* float64 strength: float64 stabilities, or one */
 static void decay_exp_f64_avx2(const engram_decay_params *p, const engram_decay_block *b) {
-    DECAY2_DISPATCH(decay2_exp_f64_body, p, b);
+    if (b->stability) DECAY2_DISPATCH_AGES(decay2_exp_f64_body, p, b, DECAY2_STAB_F64);
+    else DECAY2_DISPATCH_AGES(decay2_exp_f64_body, p, b, DECAY2_STAB_BROADCAST);
 }
 
 /* ---- float32 power, in float64 ---- */
 
 /*
- * log(u) for u >= 1 to ~2^-35 absolute: u = 2^k z, z in [sqrt(1/2), sqrt(2)),
- * log(z) = 2 atanh(s), s = (z - 1) / (z + 1).
+ * log(u) for 1 <= u < inf, within 2^-47 relative (0 at u = 1):
+ * u = 2^k z, z in [sqrt(1/2), sqrt(2)), log(z) = 2 atanh(s),
+ * s = (z - 1) / (z + 1): relative next to 1, where z - 1 is exact.
  */
 DECAY2_INLINE __m256d decay2_log_pd(__m256d u) {
     __m256i ix = _mm256_castpd_si256(u);
@@ -1262,40 +1334,43 @@ DECAY2_INLINE __m256d decay2_log_pd(__m256d u) {
     r = _mm256_fmadd_pd(r, _mm256_fnmadd_pd(d, r, _mm256_set1_pd(1.0)), r);
     r = _mm256_fmadd_pd(r, _mm256_fnmadd_pd(d, r, _mm256_set1_pd(1.0)), r);
     __m256d s = _mm256_mul_pd(f, r);
-    __m256d s2 = _mm256_mul_pd(s, s);
-    __m256d P = _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 11), s2, _mm256_set1_pd(1.0 / 9));
-    P = _mm256_fmadd_pd(P, s2, _mm256_set1_pd(1.0 / 7));
-    P = _mm256_fmadd_pd(P, s2, _mm256_set1_pd(1.0 / 5));
-    P = _mm256_fmadd_pd(P, s2, _mm256_set1_pd(1.0 / 3));
+    __m256d z = _mm256_mul_pd(s, s);
+    __m256d A = _mm256_fmadd_pd(_mm256_set1_pd(DECAY_POW_ATANH_A5), z, _mm256_set1_pd(DECAY_POW_ATANH_A4));
+    A = _mm256_fmadd_pd(A, z, _mm256_set1_pd(DECAY_POW_ATANH_A3));
+    A = _mm256_fmadd_pd(A, z, _mm256_set1_pd(DECAY_POW_ATANH_A2));
+    A = _mm256_fmadd_pd(A, z, _mm256_set1_pd(DECAY_POW_ATANH_A1));
+    A = _mm256_fmadd_pd(A, z, _mm256_set1_pd(DECAY_POW_ATANH_A0));
     __m256d ts = _mm256_add_pd(s, s);
-    __m256d log1p = _mm256_fmadd_pd(_mm256_mul_pd(ts, s2), P, ts);
-    return _mm256_fmadd_pd(kd, _mm256_set1_pd(0x1.62e42fefa39efp-1), log1p);
+    __m256d log1p = _mm256_fmadd_pd(_mm256_mul_pd(ts, z), A, ts);
+    return _mm256_fmadd_pd(kd, _mm256_set1_pd(DECAY_POW_LN2), log1p);
 }
 
-/* exp(-power * L) for L >= 0 to ~2^-37: Cody-Waite and a degree-9 Taylor polynomial. */
-DECAY2_INLINE __m256d decay2_exp_neg_pd(__m256d L, __m256d neg_power, __m256d l_max) {
+/*
+ * exp(max(-power * L, -700)) for L >= 0, relative error < 2^-48:
+ * two-constant Cody-Waite and 1 + w + w^2 Q(w).  The clamp also takes -inf
+ * (a power too large for power * L) and keeps every double normal.
+ */
+DECAY2_INLINE __m256d decay2_exp_neg_pd(__m256d L, __m256d neg_power) {
     const __m256d shifter = _mm256_set1_pd(DECAY_F64_SHIFTER);
-    __m256d Y = _mm256_mul_pd(_mm256_min_pd(L, l_max), neg_power); /* >= -700 */
+    __m256d Y = _mm256_max_pd(_mm256_mul_pd(L, neg_power), _mm256_set1_pd(DECAY_POW_Y_MIN));
     __m256d k = _mm256_fmadd_pd(Y, _mm256_set1_pd(DECAY_F64_LOG2E), shifter);
     __m256d N = _mm256_sub_pd(k, shifter);
-    __m256d w = _mm256_fmadd_pd(N, _mm256_set1_pd(-0x1.62e42fefa39efp-1), Y);
-    __m256d P = _mm256_fmadd_pd(_mm256_set1_pd(1.0 / 362880), w, _mm256_set1_pd(1.0 / 40320));
-    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0 / 5040));
-    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0 / 720));
-    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0 / 120));
-    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0 / 24));
-    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0 / 6));
-    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(0.5));
-    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0));
-    P = _mm256_fmadd_pd(P, w, _mm256_set1_pd(1.0));
+    __m256d w = _mm256_fnmadd_pd(N, _mm256_set1_pd(DECAY_F64_LN2_HI), Y);
+    w = _mm256_fnmadd_pd(N, _mm256_set1_pd(DECAY_F64_LN2_LO), w);
+    __m256d Q = _mm256_fmadd_pd(_mm256_set1_pd(DECAY_POW_EXP_Q8), w, _mm256_set1_pd(DECAY_POW_EXP_Q7));
+    Q = _mm256_fmadd_pd(Q, w, _mm256_set1_pd(DECAY_POW_EXP_Q6));
+    Q = _mm256_fmadd_pd(Q, w, _mm256_set1_pd(DECAY_POW_EXP_Q5));
+    Q = _mm256_fmadd_pd(Q, w, _mm256_set1_pd(DECAY_POW_EXP_Q4));
+    Q = _mm256_fmadd_pd(Q, w, _mm256_set1_pd(DECAY_POW_EXP_Q3));
+    Q = _mm256_fmadd_pd(Q, w, _mm256_set1_pd(DECAY_POW_EXP_Q2));
+    Q = _mm256_fmadd_pd(Q, w, _mm256_set1_pd(DECAY_POW_EXP_Q1));
+    Q = _mm256_fmadd_pd(Q, w, _mm256_set1_pd(DECAY_POW_EXP_Q0));
+    __m256d P = _mm256_add_pd(_mm256_fmadd_pd(_mm256_mul_pd(w, w), Q, w), _mm256_set1_pd(1.0));
+    /* N in [-1010, 0]: 2^N a normal double built in the exponent field */
     __m256i pow2 = _mm256_add_epi64(_mm256_slli_epi64(_mm256_castpd_si256(k), 52),
                                     _mm256_set1_epi64x(0x3ff0000000000000ll));
     return _mm256_mul_pd(P, _mm256_castsi256_pd(pow2));
 }
-
-typedef struct decay2_pow_consts {
-    __m256d factor, factor_over_stability, neg_power, l_max;
-} decay2_pow_consts;
 
 /* 1 / sqrt(u) for 1 <= u < 2^100: rsqrtps (2^-12) and two Newton steps in float64. */
 DECAY2_INLINE __m256d decay2_rsqrt_pd(__m256d u) {
@@ -1307,87 +1382,87 @@ DECAY2_INLINE __m256d decay2_rsqrt_pd(__m256d u) {
     return _mm256_fmadd_pd(r, e, r);
 }
 
-/*
- * 4 lanes of strength * u^-power, u = 1 + factor (a / S) with q = a / S the
- * float32 quotient when power <= 1 (<= power ulp, decay_internal.h), else
- * a float64 division; *ok: bit set for lanes with 1 <= u < 2^100.
- */
-DECAY2_INLINE __m128 decay2_pow_quarter(__m128 a, __m128 S, __m128 q, __m128 s,
-                                        const decay2_pow_consts *c, int stability_broadcast,
-                                        int half_power, int float_quotient, int *ok) {
+/* 4 lanes of strength * u^-power; *ok: bit set for lanes with 1 <= u < 2^100. */
+DECAY2_INLINE __m128 decay2_pow_quarter(__m256d u, __m128 s, __m256d neg_power, int half_power,
+                                        int *ok) {
     const __m256d one = _mm256_set1_pd(1.0);
-    __m256d u;
-    if (stability_broadcast)
-        u = _mm256_fmadd_pd(_mm256_cvtps_pd(a), c->factor_over_stability, one);
-    else if (float_quotient)
-        u = _mm256_fmadd_pd(_mm256_cvtps_pd(q), c->factor, one);
-    else
-        u = _mm256_add_pd(
-            _mm256_div_pd(_mm256_mul_pd(_mm256_cvtps_pd(a), c->factor), _mm256_cvtps_pd(S)), one);
     *ok = _mm256_movemask_pd(_mm256_and_pd(_mm256_cmp_pd(u, one, _CMP_GE_OQ),
                                            _mm256_cmp_pd(u, _mm256_set1_pd(0x1p100), _CMP_LT_OQ)));
-    __m256d P = half_power ? decay2_rsqrt_pd(u)
-                           : decay2_exp_neg_pd(decay2_log_pd(u), c->neg_power, c->l_max);
+    __m256d P = half_power ? decay2_rsqrt_pd(u) : decay2_exp_neg_pd(decay2_log_pd(u), neg_power);
     return _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(s), P));
 }
 
-DECAY2_INLINE __m256 decay2_pow_ps(__m256 a, __m256 S, __m256 s, const engram_decay_params *p,
-                                   const decay2_pow_consts *c, int stability_broadcast,
-                                   int half_power, int float_quotient) {
-    int ok_lo, ok_hi;
-    /* the divider is otherwise idle here: one float32 division for 8 quotients */
-    __m256 q = float_quotient && !stability_broadcast ? _mm256_div_ps(a, S) : a;
-    __m128 lo = decay2_pow_quarter(_mm256_castps256_ps128(a), _mm256_castps256_ps128(S),
-                                   _mm256_castps256_ps128(q), _mm256_castps256_ps128(s), c,
-                                   stability_broadcast, half_power, float_quotient, &ok_lo);
-    __m128 hi = decay2_pow_quarter(_mm256_extractf128_ps(a, 1), _mm256_extractf128_ps(S, 1),
-                                   _mm256_extractf128_ps(q, 1), _mm256_extractf128_ps(s, 1), c,
-                                   stability_broadcast, half_power, float_quotient, &ok_hi);
-    __m256 r = _mm256_set_m128(hi, lo);
-    __m256 abs_s = _mm256_and_ps(s, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
-    int inf_s = _mm256_movemask_ps(_mm256_cmp_ps(abs_s, _mm256_set1_ps(INFINITY), _CMP_EQ_OQ));
-    int ok = (ok_lo | ok_hi << 4) & ~inf_s;
-    if (ENGRAM_LIKELY(ok == 0xFF)) return r;
-    float ab[8], Sb[8], sb[8], rb[8];
-    _mm256_storeu_ps(ab, a);
-    _mm256_storeu_ps(Sb, S);
-    _mm256_storeu_ps(sb, s);
+/* Lanes of [i, i + 8) off the vector path: the element definition. */
+static __attribute__((noinline)) __m256 decay2_power_special(const engram_decay_params *p,
+                                                             const engram_decay_block *b, size_t i,
+                                                             __m256 r, int ok) {
+    float rb[8];
     _mm256_storeu_ps(rb, r);
     for (int l = 0; l < 8; l++)
-        if (!(ok >> l & 1))
-            rb[l] = engram_decay_power_f32_lane(ab[l], Sb[l], sb[l], p->power, p->factor);
+        if (!(ok >> l & 1)) rb[l] = engram_decay_power_f32_element(p, b, i + (size_t)l);
     return _mm256_loadu_ps(rb);
 }
 
+/*
+ * u = 1 + factor * age / stability three ways (decay_internal.h):
+ *   exact_u      power > 1: (factor * a) / S + 1, the float64 evaluation's own u
+ *   one value    power <= 1: fma(a, factor / S, 1)
+ *   arrays       power <= 1: fma(y, factor, 1), y the float32 argument (<= power ulp)
+ */
 DECAY2_INLINE void decay2_power_f32_body2(const engram_decay_params *p,
                                           const engram_decay_block *b, int age_type,
-                                          int stability_broadcast, int half_power,
-                                          int float_quotient) {
+                                          int stab_mode, int half_power, int exact_u) {
     const size_t n = b->n;
     float *out = b->out;
-    const float *str = b->strength, *stab = b->stability;
-    const void *age = b->age;
-    const __m256 stab_b = _mm256_set1_ps(p->stability_f32);
-    const float age_b = p->age_f32;
-    decay2_pow_consts c;
-    c.factor = _mm256_set1_pd(p->factor);
-    c.factor_over_stability = _mm256_set1_pd(p->factor / (double)p->stability_f32);
-    c.neg_power = _mm256_set1_pd(-p->power);
-    c.l_max = _mm256_set1_pd(-DECAY_POW_Y_MIN / p->power);
+    const float *str = b->strength;
+    const void *age = b->age, *stab = b->stability;
+    const double age_b = p->age, stab_b = p->stability;
+    const __m256d one = _mm256_set1_pd(1.0);
+    const __m256d factor = _mm256_set1_pd(p->factor);
+    const __m256d factor_over_stability = _mm256_set1_pd(p->factor / p->stability);
+    const __m256d neg_power = _mm256_set1_pd(-p->power);
+    decay2_operands o;
+    decay2_operands_init(&o, p, b);
+    const int wide = decay2_broadcast_wide(p, b);
     for (size_t i = 0; i < n; i += 8) {
-        __m256 a = decay2_ages_ps(age, i, age_type, age_b);
-        __m256 S = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
-        _mm256_storeu_ps(out + i, decay2_pow_ps(a, S, _mm256_loadu_ps(str + i), p, &c,
-                                                stability_broadcast, half_power, float_quotient));
+        __m256d u_lo, u_hi;
+        if (exact_u) {
+            u_lo = _mm256_add_pd(_mm256_div_pd(_mm256_mul_pd(decay2_ages_pd(age, i, age_type, age_b), factor),
+                                               decay2_stab_pd(stab, i, stab_mode, stab_b)),
+                                 one);
+            u_hi = _mm256_add_pd(_mm256_div_pd(_mm256_mul_pd(decay2_ages_pd(age, i + 4, age_type, age_b), factor),
+                                               decay2_stab_pd(stab, i + 4, stab_mode, stab_b)),
+                                 one);
+        } else if (stab_mode == DECAY2_STAB_BROADCAST) {
+            u_lo = _mm256_fmadd_pd(decay2_ages_pd(age, i, age_type, age_b), factor_over_stability, one);
+            u_hi = _mm256_fmadd_pd(decay2_ages_pd(age, i + 4, age_type, age_b), factor_over_stability, one);
+        } else {
+            /* the divider is otherwise idle here: one float32 division for 8 quotients */
+            __m256 y = wide ? decay2_quotient_wide(p, b, i)
+                            : decay2_quotient_ps(p, b, age, (const float *)stab, i, age_type, stab_mode, &o);
+            u_lo = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(y)), factor, one);
+            u_hi = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)), factor, one);
+        }
+        __m256 s = _mm256_loadu_ps(str + i);
+        int ok_lo, ok_hi;
+        __m128 lo = decay2_pow_quarter(u_lo, _mm256_castps256_ps128(s), neg_power, half_power, &ok_lo);
+        __m128 hi = decay2_pow_quarter(u_hi, _mm256_extractf128_ps(s, 1), neg_power, half_power, &ok_hi);
+        __m256 r = _mm256_set_m128(hi, lo);
+        /* infinite strengths take the element definition: inf * u^-power is NaN where pow underflows */
+        __m256 abs_s = _mm256_and_ps(s, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+        int inf_s = _mm256_movemask_ps(_mm256_cmp_ps(abs_s, _mm256_set1_ps(INFINITY), _CMP_EQ_OQ));
+        int ok = (ok_lo | ok_hi << 4) & ~inf_s;
+        if (ENGRAM_UNLIKELY(ok != 0xFF)) r = decay2_power_special(p, b, i, r, ok);
+        _mm256_storeu_ps(out + i, r);
     }
 }
 
 /* power 0.5 (the FSRS curve) needs no logarithm: 1 / sqrt(u). */
 DECAY2_INLINE void decay2_power_f32_body(const engram_decay_params *p, const engram_decay_block *b,
-                                         int age_type, int stability_broadcast) {
-    if (p->power == 0.5) decay2_power_f32_body2(p, b, age_type, stability_broadcast, 1, 1);
-    else if (p->power <= 1.0) decay2_power_f32_body2(p, b, age_type, stability_broadcast, 0, 1);
-    else decay2_power_f32_body2(p, b, age_type, stability_broadcast, 0, 0);
+                                         int age_type, int stab_mode) {
+    if (p->power == 0.5) decay2_power_f32_body2(p, b, age_type, stab_mode, 1, 0);
+    else if (p->power <= 1.0) decay2_power_f32_body2(p, b, age_type, stab_mode, 0, 0);
+    else decay2_power_f32_body2(p, b, age_type, stab_mode, 0, 1);
 }
 
 static void decay_power_f32_avx2(const engram_decay_params *p, const engram_decay_block *b) {

@@ -937,10 +937,17 @@ const engram_spread_ops engram_spread_ops_avx512 = {
 
 /*
  * The driver hands over whole vectors (n a multiple of 16).  Ages of the
- * 64-bit integer types are converted with vcvt(u)qq2ps / vcvt(u)qq2pd,
- * which round to nearest like a C cast.
+ * 64-bit integer types are converted with vcvt(u)qq2pd, which rounds to
+ * nearest like a C cast.
  */
 #define DECAY512_AGE_BROADCAST 4 /* pseudo age type: one age for every memory */
+/* where the stabilities come from: a float32 array, a float64 array, one value */
+#define DECAY512_STAB_F32 0
+#define DECAY512_STAB_F64 1
+#define DECAY512_STAB_BROADCAST 2
+/* the exponential's quotient with a broadcast operand that is not a float32 value:
+ * every vector divides in float64 */
+#define DECAY512_STAB_WIDE 3
 #define DECAY512_INLINE static inline __attribute__((always_inline))
 /* 1 KB ahead of element p, per stream (prefetches never fault) */
 #define DECAY512_PREFETCH(p) _mm_prefetch((const char *)(p) + 1024, _MM_HINT_T0)
@@ -949,31 +956,7 @@ DECAY512_INLINE __m512 decay512_join_ps(__m256 lo, __m256 hi) {
     return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
 }
 
-/* 16 ages from index i as float32, in two halves (the divisions run on halves). */
-DECAY512_INLINE void decay512_ages_ps(const void *age, size_t i, int type, float broadcast,
-                                      __m256 *lo, __m256 *hi) {
-    switch (type) {
-        case ENGRAM_DECAY_F32:
-            *lo = _mm256_loadu_ps((const float *)age + i);
-            *hi = _mm256_loadu_ps((const float *)age + i + 8);
-            return;
-        case ENGRAM_DECAY_F64:
-            *lo = _mm512_cvtpd_ps(_mm512_loadu_pd((const double *)age + i));
-            *hi = _mm512_cvtpd_ps(_mm512_loadu_pd((const double *)age + i + 8));
-            return;
-        case ENGRAM_DECAY_I64:
-            *lo = _mm512_cvtepi64_ps(_mm512_loadu_si512((const int64_t *)age + i));
-            *hi = _mm512_cvtepi64_ps(_mm512_loadu_si512((const int64_t *)age + i + 8));
-            return;
-        case ENGRAM_DECAY_U64:
-            *lo = _mm512_cvtepu64_ps(_mm512_loadu_si512((const uint64_t *)age + i));
-            *hi = _mm512_cvtepu64_ps(_mm512_loadu_si512((const uint64_t *)age + i + 8));
-            return;
-        default: *lo = *hi = _mm256_set1_ps(broadcast); return;
-    }
-}
-
-/* 8 ages from index i as float64. */
+/* 8 ages from index i as float64, converted like a C cast. */
 DECAY512_INLINE __m512d decay512_ages_pd(const void *age, size_t i, int type, double broadcast) {
     switch (type) {
         case ENGRAM_DECAY_F32: return _mm512_cvtps_pd(_mm256_loadu_ps((const float *)age + i));
@@ -982,6 +965,105 @@ DECAY512_INLINE __m512d decay512_ages_pd(const void *age, size_t i, int type, do
         case ENGRAM_DECAY_U64: return _mm512_cvtepu64_pd(_mm512_loadu_si512((const uint64_t *)age + i));
         default: return _mm512_set1_pd(broadcast);
     }
+}
+
+/* 8 stabilities from index i as float64. */
+DECAY512_INLINE __m512d decay512_stab_pd(const void *stab, size_t i, int mode, double broadcast) {
+    switch (mode) {
+        case DECAY512_STAB_F32: return _mm512_cvtps_pd(_mm256_loadu_ps((const float *)stab + i));
+        case DECAY512_STAB_F64: return _mm512_loadu_pd((const double *)stab + i);
+        default: return _mm512_set1_pd(broadcast);
+    }
+}
+
+/* The stability mode of a block. */
+DECAY512_INLINE int decay512_stab_mode(const engram_decay_params *p, const engram_decay_block *b) {
+    if (!b->stability) return DECAY512_STAB_BROADCAST;
+    return p->stability_type == ENGRAM_DECAY_F32 ? DECAY512_STAB_F32 : DECAY512_STAB_F64;
+}
+
+/* y = (float)((double)age / (double)stability) for 16 lanes by float64 division. */
+static __attribute__((noinline)) __m512 decay512_quotient_wide(const engram_decay_params *p,
+                                                               const engram_decay_block *b,
+                                                               size_t i) {
+    int age_type = b->age ? (int)p->age_type : DECAY512_AGE_BROADCAST;
+    int stab_mode = decay512_stab_mode(p, b);
+    __m512d lo = _mm512_div_pd(decay512_ages_pd(b->age, i, age_type, p->age),
+                               decay512_stab_pd(b->stability, i, stab_mode, p->stability));
+    __m512d hi = _mm512_div_pd(decay512_ages_pd(b->age, i + 8, age_type, p->age),
+                               decay512_stab_pd(b->stability, i + 8, stab_mode, p->stability));
+    return decay512_join_ps(_mm512_cvtpd_ps(lo), _mm512_cvtpd_ps(hi));
+}
+
+/* Broadcast operands of a block, prepared once. */
+typedef struct decay512_operands {
+    __m256 age, stability; /* the broadcast values rounded to float32 */
+    __m512 quotient;       /* both broadcast: the argument itself */
+} decay512_operands;
+
+DECAY512_INLINE void decay512_operands_init(decay512_operands *o, const engram_decay_params *p,
+                                            const engram_decay_block *b) {
+    o->age = _mm256_set1_ps((float)p->age);
+    o->stability = _mm256_set1_ps((float)p->stability);
+    o->quotient = _mm512_set1_ps(b->age || b->stability ? 0.0f : (float)(p->age / p->stability));
+}
+
+/*
+ * The float32 argument y = (float)((double)age / (double)stability) of 16
+ * lanes.  Where every operand is a float32 value, two 256-bit float32
+ * divisions give the same bits (double rounding of a quotient is
+ * innocuous, decay_internal.h): on this core family a 512-bit vdivps
+ * splits into more micro-ops for the same 16 quotients, and the divider,
+ * not the polynomial, bounds the exponential's loop.  Other vectors (ages
+ * beyond float32's 24 bits, float64 stabilities that are not float32
+ * values) divide in float64, at ~3x the divider's time.
+ */
+DECAY512_INLINE __m512 decay512_quotient_ps(const engram_decay_params *p,
+                                            const engram_decay_block *b, const void *age,
+                                            const float *stab, size_t i, int age_type,
+                                            int stab_mode, const decay512_operands *o) {
+    if (stab_mode == DECAY512_STAB_WIDE || stab_mode == DECAY512_STAB_F64)
+        return decay512_quotient_wide(p, b, i);
+    if (age_type == DECAY512_AGE_BROADCAST && stab_mode == DECAY512_STAB_BROADCAST)
+        return o->quotient;
+    __m256 a_lo, a_hi, S_lo, S_hi;
+    int exact = 1;
+    if (age_type == ENGRAM_DECAY_F32) {
+        a_lo = _mm256_loadu_ps((const float *)age + i);
+        a_hi = _mm256_loadu_ps((const float *)age + i + 8);
+    } else if (age_type == DECAY512_AGE_BROADCAST) {
+        a_lo = a_hi = o->age;
+    } else if (age_type == ENGRAM_DECAY_F64) {
+        __m512d lo = _mm512_loadu_pd((const double *)age + i);
+        __m512d hi = _mm512_loadu_pd((const double *)age + i + 8);
+        a_lo = _mm512_cvtpd_ps(lo);
+        a_hi = _mm512_cvtpd_ps(hi);
+        exact = (_mm512_cmp_pd_mask(_mm512_cvtps_pd(a_lo), lo, _CMP_EQ_OQ) &
+                 _mm512_cmp_pd_mask(_mm512_cvtps_pd(a_hi), hi, _CMP_EQ_OQ)) == 0xFF;
+    } else {
+        /* integers in [0, 2^24) (ages up to 194 days in seconds) are float32
+         * values: one test of both halves */
+        __m512i lo = _mm512_loadu_si512((const int64_t *)age + i);
+        __m512i hi = _mm512_loadu_si512((const int64_t *)age + i + 8);
+        /* both as unsigned: a negative int64 age (invalid; validate=False) divides in float64 */
+        exact = _mm512_test_epi64_mask(_mm512_or_si512(lo, hi), _mm512_set1_epi64(-(1ll << 24))) == 0;
+        /* their low 32 bits are then the values: one permute and one conversion,
+         * and one 512-bit division (no halves to split and join) */
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        __m512 a = _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(lo, even, hi));
+        __m512 S = stab_mode == DECAY512_STAB_F32 ? _mm512_loadu_ps(stab + i)
+                                                  : decay512_join_ps(o->stability, o->stability);
+        if (ENGRAM_UNLIKELY(!exact)) return decay512_quotient_wide(p, b, i);
+        return _mm512_div_ps(a, S);
+    }
+    if (stab_mode == DECAY512_STAB_F32) {
+        S_lo = _mm256_loadu_ps(stab + i);
+        S_hi = _mm256_loadu_ps(stab + i + 8);
+    } else {
+        S_lo = S_hi = o->stability;
+    }
+    if (ENGRAM_UNLIKELY(!exact)) return decay512_quotient_wide(p, b, i);
+    return decay512_join_ps(_mm256_div_ps(a_lo, S_lo), _mm256_div_ps(a_hi, S_hi));
 }
 
 /* ---- float32 exponential ---- */
@@ -1067,51 +1149,49 @@ static __attribute__((noinline)) size_t decay512_first_invalid_lane(const engram
                                                                     const engram_decay_block *b,
                                                                     size_t i) {
     size_t es = p->age_type == ENGRAM_DECAY_F32 ? 4 : 8;
+    size_t ss = p->stability_type == ENGRAM_DECAY_F32 ? 4 : 8;
     engram_decay_block lanes = {16, NULL, NULL, b->age ? (const char *)b->age + i * es : NULL,
-                                b->stability ? (const float *)b->stability + i : NULL};
+                                b->stability ? (const char *)b->stability + i * ss : NULL};
     return engram_decay_first_invalid_block(p, &lanes);
 }
 
 /*
- * The quotient as two 256-bit divisions: on this core family a 512-bit
- * vdivps splits into more micro-ops for the same 16 quotients, and the
- * divider, not the polynomial, bounds the loop.
- *
- * checking: validate as well (fresh output only).  A fast lane has
- * 0 <= y = age / stability and, tested here, stability > 0, so its age is
- * >= +0 as given; any other lane of a vector sends it to a scalar check
- * of the values as given before the general path.
+ * checking: validate as well (fresh output, float32 stabilities only).  A
+ * fast lane has 0 <= y = age / stability and, tested here, stability > 0,
+ * so its age is >= +0 as given; any other lane of a vector sends it to a
+ * scalar check of the values as given before the general path.
  */
 DECAY512_INLINE size_t decay512_exp_f32_body(const engram_decay_params *p,
                                              const engram_decay_block *b, int age_type,
-                                             int stability_broadcast, int checking) {
+                                             int stab_mode, int checking) {
     const size_t n = b->n;
     float *out = b->out;
-    const float *str = b->strength, *stab = b->stability;
-    const void *age = b->age;
-    const __m256 stab_b = _mm256_set1_ps(p->stability_f32);
-    const float age_b = p->age_f32;
+    const float *str = b->strength;
+    const void *age = b->age, *stab = b->stability;
+    decay512_operands o;
+    decay512_operands_init(&o, p, b);
     for (size_t i = 0; i < n; i += 16) {
         /* the loop spends ~13 cycles per line of each stream: from DRAM the
          * hardware prefetchers alone do not run far enough ahead */
         DECAY512_PREFETCH(str + i);
-        if (!stability_broadcast) DECAY512_PREFETCH(stab + i);
+        if (stab_mode == DECAY512_STAB_F32) DECAY512_PREFETCH((const float *)stab + i);
+        if (stab_mode == DECAY512_STAB_F64) {
+            DECAY512_PREFETCH((const double *)stab + i);
+            DECAY512_PREFETCH((const double *)stab + i + 8);
+        }
         if (age_type == ENGRAM_DECAY_F32) DECAY512_PREFETCH((const float *)age + i);
         if (age_type == ENGRAM_DECAY_F64 || age_type == ENGRAM_DECAY_I64 ||
             age_type == ENGRAM_DECAY_U64) {
             DECAY512_PREFETCH((const double *)age + i);
             DECAY512_PREFETCH((const double *)age + i + 8);
         }
-        __m256 a_lo, a_hi;
-        decay512_ages_ps(age, i, age_type, age_b, &a_lo, &a_hi);
-        __m256 S_lo = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
-        __m256 S_hi = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i + 8);
-        __m512 y = decay512_join_ps(_mm256_div_ps(a_lo, S_lo), _mm256_div_ps(a_hi, S_hi));
+        __m512 y = decay512_quotient_ps(p, b, age, (const float *)stab, i, age_type, stab_mode, &o);
         __m512 s = _mm512_loadu_ps(str + i);
         __mmask16 fast = decay512_exp_fast(y, s);
-        if (checking && !stability_broadcast)
-            fast = _mm512_mask_cmp_ps_mask(fast, _mm512_loadu_ps(stab + i), _mm512_setzero_ps(),
-                                           _CMP_GT_OQ);
+        /* (the validating primitives see float32 stability arrays only) */
+        if (checking && (stab_mode == DECAY512_STAB_F32 || (stab_mode == DECAY512_STAB_WIDE && stab)))
+            fast = _mm512_mask_cmp_ps_mask(fast, _mm512_loadu_ps((const float *)stab + i),
+                                           _mm512_setzero_ps(), _CMP_GT_OQ);
         __m512 r = decay512_exp_ps(y, s, fast);
         if (ENGRAM_UNLIKELY(fast != 0xFFFF)) {
             if (checking) {
@@ -1125,41 +1205,64 @@ DECAY512_INLINE size_t decay512_exp_f32_body(const engram_decay_params *p,
     return n;
 }
 
-/* One instance per (age type, stability broadcast) so each loop is straight-line. */
-#define DECAY512_DISPATCH(body, p, b)                                                     \
+/* One instance per (age type, stability mode) so each loop is straight-line. */
+#define DECAY512_DISPATCH_AGES(body, p, b, mode)                                          \
     do {                                                                                  \
-        int type_ = (b)->age ? (int)(p)->age_type : DECAY512_AGE_BROADCAST;               \
-        if ((b)->stability) {                                                             \
-            switch (type_) {                                                              \
-                case ENGRAM_DECAY_F32: body(p, b, ENGRAM_DECAY_F32, 0); break;            \
-                case ENGRAM_DECAY_F64: body(p, b, ENGRAM_DECAY_F64, 0); break;            \
-                case ENGRAM_DECAY_I64: body(p, b, ENGRAM_DECAY_I64, 0); break;            \
-                case ENGRAM_DECAY_U64: body(p, b, ENGRAM_DECAY_U64, 0); break;            \
-                default: body(p, b, DECAY512_AGE_BROADCAST, 0); break;                    \
-            }                                                                             \
-        } else {                                                                          \
-            switch (type_) {                                                              \
-                case ENGRAM_DECAY_F32: body(p, b, ENGRAM_DECAY_F32, 1); break;            \
-                case ENGRAM_DECAY_F64: body(p, b, ENGRAM_DECAY_F64, 1); break;            \
-                case ENGRAM_DECAY_I64: body(p, b, ENGRAM_DECAY_I64, 1); break;            \
-                case ENGRAM_DECAY_U64: body(p, b, ENGRAM_DECAY_U64, 1); break;            \
-                default: body(p, b, DECAY512_AGE_BROADCAST, 1); break;                    \
-            }                                                                             \
+        switch ((b)->age ? (int)(p)->age_type : DECAY512_AGE_BROADCAST) {                 \
+            case ENGRAM_DECAY_F32: body(p, b, ENGRAM_DECAY_F32, mode); break;             \
+            case ENGRAM_DECAY_F64: body(p, b, ENGRAM_DECAY_F64, mode); break;             \
+            case ENGRAM_DECAY_I64: body(p, b, ENGRAM_DECAY_I64, mode); break;             \
+            case ENGRAM_DECAY_U64: body(p, b, ENGRAM_DECAY_U64, mode); break;             \
+            default: body(p, b, DECAY512_AGE_BROADCAST, mode); break;                     \
         }                                                                                 \
     } while (0)
 
-#define DECAY512_EXP_F32(p, b, type, broadcast) decay512_exp_f32_body(p, b, type, broadcast, 0)
-#define DECAY512_EXP_F32_CHECKED(p, b, type, broadcast) \
-    checked = decay512_exp_f32_body(p, b, type, broadcast, 1)
+#define DECAY512_DISPATCH(body, p, b)                                                     \
+    do {                                                                                  \
+        switch (decay512_stab_mode(p, b)) {                                               \
+            case DECAY512_STAB_F32: DECAY512_DISPATCH_AGES(body, p, b, DECAY512_STAB_F32); break; \
+            case DECAY512_STAB_F64: DECAY512_DISPATCH_AGES(body, p, b, DECAY512_STAB_F64); break; \
+            default: DECAY512_DISPATCH_AGES(body, p, b, DECAY512_STAB_BROADCAST); break;  \
+        }                                                                                 \
+    } while (0)
+
+/* Whether a broadcast operand of the block is not a float32 value (its quotient divides in float64). */
+DECAY512_INLINE int decay512_broadcast_wide(const engram_decay_params *p, const engram_decay_block *b) {
+    return (!b->age && !decay_is_f32(p->age)) || (!b->stability && !decay_is_f32(p->stability));
+}
+
+/* The exponential: float64 stabilities and broadcast values that are not float32 values
+ * take one instance that divides every vector in float64. */
+#define DECAY512_DISPATCH_EXP(body, p, b)                                                 \
+    do {                                                                                  \
+        int mode_ = decay512_stab_mode(p, b);                                             \
+        if (mode_ == DECAY512_STAB_F64 || decay512_broadcast_wide(p, b))                  \
+            body(p, b, DECAY512_AGE_BROADCAST, DECAY512_STAB_WIDE);                       \
+        else if (mode_ == DECAY512_STAB_F32)                                              \
+            DECAY512_DISPATCH_AGES(body, p, b, DECAY512_STAB_F32);                        \
+        else                                                                              \
+            DECAY512_DISPATCH_AGES(body, p, b, DECAY512_STAB_BROADCAST);                  \
+    } while (0)
+
+/* The validating primitives see float32 or broadcast stabilities only (the driver's rule). */
+#define DECAY512_DISPATCH_CHECKED(body, p, b)                                             \
+    do {                                                                                  \
+        if ((b)->stability) DECAY512_DISPATCH_AGES(body, p, b, DECAY512_STAB_F32);        \
+        else DECAY512_DISPATCH_AGES(body, p, b, DECAY512_STAB_BROADCAST);                 \
+    } while (0)
+
+#define DECAY512_EXP_F32(p, b, type, mode) decay512_exp_f32_body(p, b, type, mode, 0)
+#define DECAY512_EXP_F32_CHECKED(p, b, type, mode) \
+    checked = decay512_exp_f32_body(p, b, type, mode, 1)
 
 static void decay_exp_f32_avx512(const engram_decay_params *p, const engram_decay_block *b) {
-    DECAY512_DISPATCH(DECAY512_EXP_F32, p, b);
+    DECAY512_DISPATCH_EXP(DECAY512_EXP_F32, p, b);
 }
 
 static size_t decay_exp_f32_checked_avx512(const engram_decay_params *p,
                                            const engram_decay_block *b) {
     size_t checked = b->n;
-    DECAY512_DISPATCH(DECAY512_EXP_F32_CHECKED, p, b);
+    DECAY512_DISPATCH_EXP(DECAY512_EXP_F32_CHECKED, p, b);
     return checked;
 }
 
@@ -1208,34 +1311,38 @@ DECAY512_INLINE __m512d decay512_exp_pd(__m512d y, __m512d s) {
 
 DECAY512_INLINE void decay512_exp_f64_body(const engram_decay_params *p,
                                            const engram_decay_block *b, int age_type,
-                                           int stability_broadcast) {
+                                           int stab_mode) {
     const size_t n = b->n;
     double *out = b->out;
-    const double *str = b->strength, *stab = b->stability;
-    const void *age = b->age;
-    const __m512d stab_b = _mm512_set1_pd(p->stability_f64);
-    const double age_b = p->age_f64;
+    const double *str = b->strength;
+    const void *age = b->age, *stab = b->stability;
+    const double age_b = p->age, stab_b = p->stability;
     for (size_t i = 0; i < n; i += 8) {
         __m512d a = decay512_ages_pd(age, i, age_type, age_b);
-        __m512d S = stability_broadcast ? stab_b : _mm512_loadu_pd(stab + i);
+        __m512d S = decay512_stab_pd(stab, i, stab_mode, stab_b);
         _mm512_storeu_pd(out + i, decay512_exp_pd(_mm512_div_pd(a, S), _mm512_loadu_pd(str + i)));
     }
 }
 
+/* float64 strength: float64 stabilities, or one */
 static void decay_exp_f64_avx512(const engram_decay_params *p, const engram_decay_block *b) {
-    DECAY512_DISPATCH(decay512_exp_f64_body, p, b);
+    if (b->stability) DECAY512_DISPATCH_AGES(decay512_exp_f64_body, p, b, DECAY512_STAB_F64);
+    else DECAY512_DISPATCH_AGES(decay512_exp_f64_body, p, b, DECAY512_STAB_BROADCAST);
 }
 
 /* ---- float32 power, in float64 ---- */
 
-/* log(m) = -log(invc_j) + log1p(m * invc_j - 1) for m in [1, 2), j its top 4 mantissa bits */
+/* log(m) = -log(invc_j) + log1p(m * invc_j - 1) for m in [1, 2), j its top 4
+ * fraction bits: row 0 is exactly 1 (log(1) = 0, decay_internal.h), rows
+ * 1..15 the inverses of the centres 1 + (j + 1/2) / 16 */
 static const double decay512_log_invc[16] __attribute__((aligned(64))) = {
-    0x1.f07c1f07c1f08p-1, 0x1.d41d41d41d41dp-1, 0x1.bacf914c1bad0p-1, 0x1.a41a41a41a41ap-1,
+    0x1.0000000000000p+0, 0x1.d41d41d41d41dp-1, 0x1.bacf914c1bad0p-1, 0x1.a41a41a41a41ap-1,
     0x1.8f9c18f9c18fap-1, 0x1.7d05f417d05f4p-1, 0x1.6c16c16c16c17p-1, 0x1.5c9882b931057p-1,
     0x1.4e5e0a72f0539p-1, 0x1.4141414141414p-1, 0x1.3521cfb2b78c1p-1, 0x1.29e4129e4129ep-1,
     0x1.1f7047dc11f70p-1, 0x1.15b1e5f75270dp-1, 0x1.0c9714fbcda3bp-1, 0x1.0410410410410p-1};
+/* -log(invc_j), correctly rounded */
 static const double decay512_log_logc[16] __attribute__((aligned(64))) = {
-    0x1.f829b0e7832f8p-6, 0x1.6f0d28ae56b4ep-4, 0x1.29552f81ff521p-3, 0x1.9525a9cf456b6p-3,
+    0.0,                  0x1.6f0d28ae56b4ep-4, 0x1.29552f81ff521p-3, 0x1.9525a9cf456b6p-3,
     0x1.fb9186d5e3e29p-3, 0x1.2e8e2bae11d31p-2, 0x1.5d1bdbf5809cap-2, 0x1.89a3386c1425bp-2,
     0x1.b44f77bcc8f64p-2, 0x1.dd46a04c1c4a1p-2, 0x1.02552a5a5d0ffp-1, 0x1.154c3d2f4d5eap-1,
     0x1.2795e1289b11bp-1, 0x1.393e0d3562a1ap-1, 0x1.4a4f85db03ebbp-1, 0x1.5ad404c359f2dp-1};
@@ -1246,8 +1353,13 @@ static const double decay512_exp2_table[16] __attribute__((aligned(64))) = {
     0x1.6a09e667f3bcdp+0, 0x1.7a11473eb0187p+0, 0x1.8ace5422aa0dbp+0, 0x1.9c49182a3f090p+0,
     0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0, 0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0};
 
-/* log(u) for u >= 1 to ~2^-36 absolute: 16-entry table held in registers. */
-DECAY512_INLINE __m512d decay512_log_pd(__m512d u) {
+/*
+ * log(u) for 1 <= u < inf (0 at u = 1): the 16-row table in registers and
+ * a polynomial of degree 6 (precise, for power > 1) or 4 (power <= 1),
+ * each evaluated in Estrin's order (its latency, not its operation count,
+ * would bound the loop).  Errors: decay_internal.h.
+ */
+DECAY512_INLINE __m512d decay512_log_pd(__m512d u, int precise) {
     __m512d e = _mm512_getexp_pd(u);
     __m512d m = _mm512_getmant_pd(u, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
     __m512i j = _mm512_srli_epi64(_mm512_castpd_si512(m), 48); /* permutes read bits 3:0 */
@@ -1255,29 +1367,48 @@ DECAY512_INLINE __m512d decay512_log_pd(__m512d u) {
                                           _mm512_load_pd(decay512_log_invc + 8));
     __m512d logc = _mm512_permutex2var_pd(_mm512_load_pd(decay512_log_logc), j,
                                           _mm512_load_pd(decay512_log_logc + 8));
-    __m512d r = _mm512_fmsub_pd(m, invc, _mm512_set1_pd(1.0)); /* |r| <= 1/32 */
+    /* rounded once; row 0: m - 1 exactly */
+    __m512d r = _mm512_fmsub_pd(m, invc, _mm512_set1_pd(1.0));
     __m512d r2 = _mm512_mul_pd(r, r);
-    __m512d t = _mm512_fmadd_pd(_mm512_set1_pd(-1.0 / 6), r, _mm512_set1_pd(1.0 / 5));
-    t = _mm512_fmadd_pd(t, r, _mm512_set1_pd(-1.0 / 4));
-    t = _mm512_fmadd_pd(t, r, _mm512_set1_pd(1.0 / 3));
-    t = _mm512_fmadd_pd(t, r, _mm512_set1_pd(-1.0 / 2));
+    __m512d t;
+    if (precise) {
+        __m512d r4 = _mm512_mul_pd(r2, r2);
+        __m512d p01 = _mm512_fmadd_pd(_mm512_set1_pd(DECAY_POW_LOG6_P1), r, _mm512_set1_pd(DECAY_POW_LOG6_P0));
+        __m512d p23 = _mm512_fmadd_pd(_mm512_set1_pd(DECAY_POW_LOG6_P3), r, _mm512_set1_pd(DECAY_POW_LOG6_P2));
+        __m512d p45 = _mm512_fmadd_pd(_mm512_set1_pd(DECAY_POW_LOG6_P5), r, _mm512_set1_pd(DECAY_POW_LOG6_P4));
+        __m512d p456 = _mm512_fmadd_pd(_mm512_set1_pd(DECAY_POW_LOG6_P6), r2, p45);
+        t = _mm512_fmadd_pd(p456, r4, _mm512_fmadd_pd(p23, r2, p01));
+    } else {
+        __m512d p01 = _mm512_fmadd_pd(_mm512_set1_pd(DECAY_POW_LOG4_P1), r, _mm512_set1_pd(DECAY_POW_LOG4_P0));
+        __m512d p23 = _mm512_fmadd_pd(_mm512_set1_pd(DECAY_POW_LOG4_P3), r, _mm512_set1_pd(DECAY_POW_LOG4_P2));
+        __m512d p234 = _mm512_fmadd_pd(_mm512_set1_pd(DECAY_POW_LOG4_P4), r2, p23);
+        t = _mm512_fmadd_pd(p234, r2, p01);
+    }
     __m512d log1p_r = _mm512_fmadd_pd(t, r2, r);
-    return _mm512_add_pd(_mm512_fmadd_pd(e, _mm512_set1_pd(0x1.62e42fefa39efp-1), logc), log1p_r);
+    /* e ln2 + log(c) >= 0 and log1p(r) >= -1/35 > -(e ln2 + log(c)) / 2 where
+     * either is nonzero: the sum cancels nothing */
+    return _mm512_add_pd(_mm512_fmadd_pd(e, _mm512_set1_pd(DECAY_POW_LN2), logc), log1p_r);
 }
 
-/* exp(-power * L) for L >= 0, relative error ~2^-34: 16-entry 2^(j/16) table, degree 4. */
-DECAY512_INLINE __m512d decay512_exp_neg_pd(__m512d L, __m512d power, __m512d l_max,
-                                            __m512d k_scale) {
+/*
+ * exp(max(-power * L, -700)) for L >= 0: 16-entry 2^(j/16) table and a
+ * polynomial of degree 5 (relative error < 2^-42, precise) or 4 (2^-34).
+ * The clamp also takes -inf (a power too large for power * L) and keeps
+ * every double normal.
+ */
+DECAY512_INLINE __m512d decay512_exp_neg_pd(__m512d L, __m512d neg_power, int precise) {
     const __m512d shifter = _mm512_set1_pd(DECAY_F64_SHIFTER);
-    L = _mm512_min_pd(L, l_max); /* -power * L >= -700 */
-    __m512d k = _mm512_fmadd_pd(L, k_scale, shifter); /* k_scale = -power * 16 / ln2 */
+    __m512d Y = _mm512_max_pd(_mm512_mul_pd(L, neg_power), _mm512_set1_pd(DECAY_POW_Y_MIN));
+    __m512d k = _mm512_fmadd_pd(Y, _mm512_set1_pd(16.0 * DECAY_F64_LOG2E), shifter);
     __m512d N = _mm512_sub_pd(k, shifter);
-    __m512d Y = _mm512_mul_pd(L, power); /* power holds -power */
-    __m512d w = _mm512_fmadd_pd(N, _mm512_set1_pd(-0x1.62e42fefa39efp-5), Y); /* |w| <= ln2/32 */
-    __m512d P = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 24), w, _mm512_set1_pd(1.0 / 6));
-    P = _mm512_fmadd_pd(P, w, _mm512_set1_pd(0.5));
-    P = _mm512_fmadd_pd(P, w, _mm512_set1_pd(1.0));
-    P = _mm512_fmadd_pd(P, w, _mm512_set1_pd(1.0));
+    __m512d w = _mm512_fmadd_pd(N, _mm512_set1_pd(-DECAY_POW_LN2 / 16), Y); /* |w| <= ln2/32 */
+    /* 1 + w + w^2 (1/2 + w/6 + w^2 (1/24 + w/120)), in Estrin's order */
+    __m512d w2 = _mm512_mul_pd(w, w);
+    __m512d c45 = precise ? _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 120), w, _mm512_set1_pd(1.0 / 24))
+                          : _mm512_set1_pd(1.0 / 24);
+    __m512d c23 = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 6), w, _mm512_set1_pd(0.5));
+    __m512d c01 = _mm512_add_pd(w, _mm512_set1_pd(1.0));
+    __m512d P = _mm512_fmadd_pd(_mm512_fmadd_pd(c45, w2, c23), w2, c01);
     __m512d T = _mm512_permutex2var_pd(_mm512_load_pd(decay512_exp2_table),
                                        _mm512_castpd_si512(k),
                                        _mm512_load_pd(decay512_exp2_table + 8));
@@ -1293,114 +1424,120 @@ DECAY512_INLINE __m512d decay512_rsqrt_pd(__m512d u) {
     return _mm512_fmadd_pd(r, e, r);
 }
 
-/* 1 / S: rcp14 and one Newton step, 2^-14 -> 2^-28. */
-DECAY512_INLINE __m512d decay512_recip_pd(__m512d S) {
-    __m512d r = _mm512_rcp14_pd(S);
-    return _mm512_fmadd_pd(r, _mm512_fnmadd_pd(S, r, _mm512_set1_pd(1.0)), r);
-}
-
-typedef struct decay512_pow_consts {
-    __m512d factor, factor_over_stability, neg_power, l_max, k_scale;
-} decay512_pow_consts;
-
-/*
- * 8 lanes of strength * u^-power, u = 1 + factor a / S; *ok: lanes with
- * 1 <= u < inf.  float32 output needs u to ~2^-30 only when power is
- * large: for power <= 1 the IEEE float32 quotient a / S (relative error
- * 2^-24, the divider otherwise idles here) costs at most power * 1 ulp,
- * else 1 / S comes from rcp14 and a Newton step in float64.
- */
-DECAY512_INLINE __m256 decay512_pow_half(__m256 a, __m256 S, __m256 s,
-                                         const decay512_pow_consts *c, int stability_broadcast,
-                                         int half_power, int float_quotient, __mmask8 *ok) {
+/* 8 lanes of strength * u^-power; *ok: lanes with 1 <= u < inf. */
+DECAY512_INLINE __m256 decay512_pow_half(__m512d u, __m256 s, __m512d neg_power, int half_power,
+                                         int precise, __mmask8 *ok) {
     const __m512d one = _mm512_set1_pd(1.0);
-    __m512d u;
-    if (stability_broadcast)
-        u = _mm512_fmadd_pd(_mm512_cvtps_pd(a), c->factor_over_stability, one);
-    else if (float_quotient)
-        u = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_div_ps(a, S)), c->factor, one);
-    else
-        u = _mm512_fmadd_pd(_mm512_mul_pd(_mm512_cvtps_pd(a), c->factor),
-                            decay512_recip_pd(_mm512_cvtps_pd(S)), one);
     __mmask8 good = _mm512_cmp_pd_mask(u, one, _CMP_GE_OQ);
     *ok = _mm512_mask_cmp_pd_mask(good, u, _mm512_set1_pd(INFINITY), _CMP_LT_OQ);
     __m512d P = half_power ? decay512_rsqrt_pd(u)
-                           : decay512_exp_neg_pd(decay512_log_pd(u), c->neg_power, c->l_max,
-                                                 c->k_scale);
+                           : decay512_exp_neg_pd(decay512_log_pd(u, precise), neg_power, precise);
     return _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtps_pd(s), P));
 }
 
-/*
- * checking: validate as well (fresh output only).  A lane stays on the
- * vector path only with a sign-free, non-NaN age and (an array's)
- * stability > 0; others send the vector to a scalar check of the values as
- * given.  Returns the first invalid lane in *bad (16 if none).
- */
-DECAY512_INLINE __m512 decay512_pow_ps(__m256 a_lo, __m256 a_hi, __m256 S_lo, __m256 S_hi,
-                                       __m512 s, const engram_decay_params *p,
-                                       const decay512_pow_consts *c, int stability_broadcast,
-                                       int half_power, int float_quotient, int checking,
-                                       const engram_decay_block *b, size_t i, size_t *bad) {
-    __mmask8 ok_lo, ok_hi;
-    __m256 lo = decay512_pow_half(a_lo, S_lo, _mm512_castps512_ps256(s), c, stability_broadcast,
-                                  half_power, float_quotient, &ok_lo);
-    __m256 hi = decay512_pow_half(a_hi, S_hi, _mm512_extractf32x8_ps(s, 1), c,
-                                  stability_broadcast, half_power, float_quotient, &ok_hi);
-    __m512 r = decay512_join_ps(lo, hi);
-    /* infinite strengths take the element spec: inf * u^-power is NaN where pow underflows */
-    __mmask16 ok = (__mmask16)(ok_lo | (unsigned)ok_hi << 8) &
-                   (__mmask16)~_mm512_fpclass_ps_mask(s, 0x18);
-    if (checking) {
-        const __m256i inf_bits = _mm256_set1_epi32(0x7f800000);
-        __mmask16 valid = (__mmask16)(
-            _mm256_cmp_epu32_mask(_mm256_castps_si256(a_lo), inf_bits, _MM_CMPINT_LE) |
-            (unsigned)_mm256_cmp_epu32_mask(_mm256_castps_si256(a_hi), inf_bits, _MM_CMPINT_LE) << 8);
-        if (!stability_broadcast)
-            valid &= (__mmask16)(_mm256_cmp_ps_mask(S_lo, _mm256_setzero_ps(), _CMP_GT_OQ) |
-                                 (unsigned)_mm256_cmp_ps_mask(S_hi, _mm256_setzero_ps(), _CMP_GT_OQ) << 8);
-        ok &= valid;
-    }
-    if (ENGRAM_LIKELY(ok == 0xFFFF)) return r;
-    if (checking && (*bad = decay512_first_invalid_lane(p, b, i)) < 16) return r;
-    float ab[16], Sb[16], sb[16], rb[16];
-    _mm256_storeu_ps(ab, a_lo);
-    _mm256_storeu_ps(ab + 8, a_hi);
-    _mm256_storeu_ps(Sb, S_lo);
-    _mm256_storeu_ps(Sb + 8, S_hi);
-    _mm512_storeu_ps(sb, s);
+/* Lanes of [i, i + 16) off the vector path (u < 1, u = inf, NaN, infinite strength): the element definition. */
+static __attribute__((noinline)) __m512 decay512_power_special(const engram_decay_params *p,
+                                                               const engram_decay_block *b,
+                                                               size_t i, __m512 r, __mmask16 ok) {
+    float rb[16];
     _mm512_storeu_ps(rb, r);
     for (int l = 0; l < 16; l++)
-        if (!(ok >> l & 1))
-            rb[l] = engram_decay_power_f32_lane(ab[l], Sb[l], sb[l], p->power, p->factor);
+        if (!(ok >> l & 1)) rb[l] = engram_decay_power_f32_element(p, b, i + (size_t)l);
     return _mm512_loadu_ps(rb);
 }
 
+/* Lanes of [i, i + 16) whose age (as given) is >= 0 and not NaN and whose float32 stability is > 0. */
+DECAY512_INLINE __mmask16 decay512_valid_lanes(const void *age, const void *stab, size_t i,
+                                               int age_type, int stab_mode) {
+    __mmask16 valid = 0xFFFF;
+    const __m512 zero = _mm512_setzero_ps();
+    switch (age_type) {
+        case ENGRAM_DECAY_F32:
+            valid = _mm512_cmp_ps_mask(_mm512_loadu_ps((const float *)age + i), zero, _CMP_GE_OQ);
+            break;
+        case ENGRAM_DECAY_F64: {
+            const double *a = (const double *)age + i;
+            valid = (__mmask16)(_mm512_cmp_pd_mask(_mm512_loadu_pd(a), _mm512_setzero_pd(), _CMP_GE_OQ) |
+                                (unsigned)_mm512_cmp_pd_mask(_mm512_loadu_pd(a + 8), _mm512_setzero_pd(),
+                                                             _CMP_GE_OQ) << 8);
+            break;
+        }
+        case ENGRAM_DECAY_I64: {
+            const int64_t *a = (const int64_t *)age + i;
+            const __m512i z = _mm512_setzero_si512();
+            valid = (__mmask16)(_mm512_cmp_epi64_mask(_mm512_loadu_si512(a), z, _MM_CMPINT_NLT) |
+                                (unsigned)_mm512_cmp_epi64_mask(_mm512_loadu_si512(a + 8), z,
+                                                                _MM_CMPINT_NLT) << 8);
+            break;
+        }
+        default: break; /* uint64 ages and a checked broadcast age are valid */
+    }
+    if (stab_mode == DECAY512_STAB_F32)
+        valid &= _mm512_cmp_ps_mask(_mm512_loadu_ps((const float *)stab + i), zero,
+                                    _CMP_GT_OQ);
+    return valid;
+}
+
+/*
+ * u = 1 + factor * age / stability three ways (decay_internal.h):
+ *   exact_u      power > 1: (factor * a) / S + 1, the float64 evaluation's own u
+ *   one value    power <= 1: fma(a, factor / S, 1)
+ *   arrays       power <= 1: fma(y, factor, 1), y the float32 argument (the
+ *                divider's float32 throughput, <= power ulp)
+ * checking: validate as well (fresh output only); an invalid lane sends the
+ * vector to a scalar check of the values as given.
+ */
 DECAY512_INLINE size_t decay512_power_f32_body2(const engram_decay_params *p,
                                                 const engram_decay_block *b, int age_type,
-                                                int stability_broadcast, int half_power,
-                                                int float_quotient, int checking) {
+                                                int stab_mode, int half_power, int exact_u,
+                                                int checking) {
     const size_t n = b->n;
     float *out = b->out;
-    const float *str = b->strength, *stab = b->stability;
-    const void *age = b->age;
-    const __m256 stab_b = _mm256_set1_ps(p->stability_f32);
-    const float age_b = p->age_f32;
-    decay512_pow_consts c;
-    c.factor = _mm512_set1_pd(p->factor);
-    c.factor_over_stability = _mm512_set1_pd(p->factor / (double)p->stability_f32);
-    c.neg_power = _mm512_set1_pd(-p->power);
-    c.l_max = _mm512_set1_pd(-DECAY_POW_Y_MIN / p->power);
-    c.k_scale = _mm512_set1_pd(-p->power * 16.0 * DECAY_F64_LOG2E);
+    const float *str = b->strength;
+    const void *age = b->age, *stab = b->stability;
+    const double age_b = p->age, stab_b = p->stability;
+    const __m512d one = _mm512_set1_pd(1.0);
+    const __m512d factor = _mm512_set1_pd(p->factor);
+    const __m512d factor_over_stability = _mm512_set1_pd(p->factor / p->stability);
+    const __m512d neg_power = _mm512_set1_pd(-p->power);
+    decay512_operands o;
+    decay512_operands_init(&o, p, b);
+    const int wide = decay512_broadcast_wide(p, b);
     for (size_t i = 0; i < n; i += 16) {
-        __m256 a_lo, a_hi;
-        decay512_ages_ps(age, i, age_type, age_b, &a_lo, &a_hi);
-        __m256 S_lo = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i);
-        __m256 S_hi = stability_broadcast ? stab_b : _mm256_loadu_ps(stab + i + 8);
-        size_t bad = 16;
-        __m512 r = decay512_pow_ps(a_lo, a_hi, S_lo, S_hi, _mm512_loadu_ps(str + i), p, &c,
-                                   stability_broadcast, half_power, float_quotient, checking, b,
-                                   i, &bad);
-        if (checking && bad < 16) return i + bad;
+        __m512d u_lo, u_hi;
+        if (exact_u) {
+            u_lo = _mm512_add_pd(_mm512_div_pd(_mm512_mul_pd(decay512_ages_pd(age, i, age_type, age_b), factor),
+                                               decay512_stab_pd(stab, i, stab_mode, stab_b)),
+                                 one);
+            u_hi = _mm512_add_pd(_mm512_div_pd(_mm512_mul_pd(decay512_ages_pd(age, i + 8, age_type, age_b), factor),
+                                               decay512_stab_pd(stab, i + 8, stab_mode, stab_b)),
+                                 one);
+        } else if (stab_mode == DECAY512_STAB_BROADCAST) {
+            u_lo = _mm512_fmadd_pd(decay512_ages_pd(age, i, age_type, age_b), factor_over_stability, one);
+            u_hi = _mm512_fmadd_pd(decay512_ages_pd(age, i + 8, age_type, age_b), factor_over_stability, one);
+        } else {
+            __m512 y = wide ? decay512_quotient_wide(p, b, i)
+                            : decay512_quotient_ps(p, b, age, (const float *)stab, i, age_type,
+                                                   stab_mode, &o);
+            u_lo = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(y)), factor, one);
+            u_hi = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)), factor, one);
+        }
+        __m512 s = _mm512_loadu_ps(str + i);
+        __mmask8 ok_lo, ok_hi;
+        __m256 lo = decay512_pow_half(u_lo, _mm512_castps512_ps256(s), neg_power, half_power, exact_u, &ok_lo);
+        __m256 hi = decay512_pow_half(u_hi, _mm512_extractf32x8_ps(s, 1), neg_power, half_power, exact_u, &ok_hi);
+        __m512 r = decay512_join_ps(lo, hi);
+        /* infinite strengths take the element definition: inf * u^-power is NaN where pow underflows */
+        __mmask16 ok = (__mmask16)(ok_lo | (unsigned)ok_hi << 8) &
+                       (__mmask16)~_mm512_fpclass_ps_mask(s, 0x18);
+        if (checking) ok &= decay512_valid_lanes(age, stab, i, age_type, stab_mode);
+        if (ENGRAM_UNLIKELY(ok != 0xFFFF)) {
+            if (checking) {
+                size_t bad = decay512_first_invalid_lane(p, b, i);
+                if (bad < 16) return i + bad;
+            }
+            r = decay512_power_special(p, b, i, r, ok);
+        }
         _mm512_storeu_ps(out + i, r);
     }
     return n;
@@ -1409,17 +1546,17 @@ DECAY512_INLINE size_t decay512_power_f32_body2(const engram_decay_params *p,
 /* power 0.5 (the FSRS curve) needs no logarithm: 1 / sqrt(u). */
 DECAY512_INLINE size_t decay512_power_f32_body(const engram_decay_params *p,
                                                const engram_decay_block *b, int age_type,
-                                               int stability_broadcast, int checking) {
+                                               int stab_mode, int checking) {
     if (p->power == 0.5)
-        return decay512_power_f32_body2(p, b, age_type, stability_broadcast, 1, 1, checking);
+        return decay512_power_f32_body2(p, b, age_type, stab_mode, 1, 0, checking);
     if (p->power <= 1.0)
-        return decay512_power_f32_body2(p, b, age_type, stability_broadcast, 0, 1, checking);
-    return decay512_power_f32_body2(p, b, age_type, stability_broadcast, 0, 0, checking);
+        return decay512_power_f32_body2(p, b, age_type, stab_mode, 0, 0, checking);
+    return decay512_power_f32_body2(p, b, age_type, stab_mode, 0, 1, checking);
 }
 
-#define DECAY512_POWER_F32(p, b, type, broadcast) decay512_power_f32_body(p, b, type, broadcast, 0)
-#define DECAY512_POWER_F32_CHECKED(p, b, type, broadcast) \
-    checked = decay512_power_f32_body(p, b, type, broadcast, 1)
+#define DECAY512_POWER_F32(p, b, type, mode) decay512_power_f32_body(p, b, type, mode, 0)
+#define DECAY512_POWER_F32_CHECKED(p, b, type, mode) \
+    checked = decay512_power_f32_body(p, b, type, mode, 1)
 
 static void decay_power_f32_avx512(const engram_decay_params *p, const engram_decay_block *b) {
     DECAY512_DISPATCH(DECAY512_POWER_F32, p, b);
@@ -1428,7 +1565,7 @@ static void decay_power_f32_avx512(const engram_decay_params *p, const engram_de
 static size_t decay_power_f32_checked_avx512(const engram_decay_params *p,
                                              const engram_decay_block *b) {
     size_t checked = b->n;
-    DECAY512_DISPATCH(DECAY512_POWER_F32_CHECKED, p, b);
+    DECAY512_DISPATCH_CHECKED(DECAY512_POWER_F32_CHECKED, p, b);
     return checked;
 }
 

@@ -673,55 +673,20 @@ const engram_spread_ops engram_spread_ops_neon = {
  * x86 so every level gives the same float32 exponential bits.
  */
 #define DECAYN_AGE_BROADCAST 4
+/* where the stabilities come from: a float32 array, a float64 array, one value */
+#define DECAYN_STAB_F32 0
+#define DECAYN_STAB_F64 1
+#define DECAYN_STAB_BROADCAST 2
+/* the exponential's quotient with a broadcast operand that is not a float32 value:
+ * every vector divides in float64 */
+#define DECAYN_STAB_WIDE 3
 #define DECAYN_INLINE static inline __attribute__((always_inline))
 
 DECAYN_INLINE uint64x2_t decayn_not_u64(uint64x2_t x) {
     return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(x)));
 }
 
-/* u64 lanes to float32 with one correct rounding (round to odd at 53 bits
- * first: the double is then exact and 53 >= 24 + 2). */
-DECAYN_INLINE float64x2_t decayn_u64_to_f64_odd(uint64x2_t v) {
-    const uint64x2_t low_bits = vdupq_n_u64(0x7ff);
-    uint64x2_t small = vceqq_u64(vshrq_n_u64(v, 53), vdupq_n_u64(0));
-    uint64x2_t sticky = vbicq_u64(vdupq_n_u64(0x800), vceqq_u64(vandq_u64(v, low_bits), vdupq_n_u64(0)));
-    uint64x2_t odd = vorrq_u64(vbicq_u64(v, low_bits), sticky);
-    return vcvtq_f64_u64(vbslq_u64(small, v, odd));
-}
-
-DECAYN_INLINE float32x2_t decayn_u64_to_f32(uint64x2_t v) {
-    return vcvt_f32_f64(decayn_u64_to_f64_odd(v));
-}
-
-DECAYN_INLINE float32x2_t decayn_i64_to_f32(int64x2_t v) {
-    uint64x2_t neg = vcltzq_s64(v);
-    float64x2_t d = decayn_u64_to_f64_odd(vreinterpretq_u64_s64(vabsq_s64(v)));
-    d = vreinterpretq_f64_u64(vorrq_u64(vreinterpretq_u64_f64(d),
-                                        vandq_u64(neg, vdupq_n_u64(0x8000000000000000ull))));
-    return vcvt_f32_f64(d);
-}
-
-/* 4 ages from index i as float32. */
-DECAYN_INLINE float32x4_t decayn_ages_f32(const void *age, size_t i, int type, float broadcast) {
-    switch (type) {
-        case ENGRAM_DECAY_F32: return vld1q_f32((const float *)age + i);
-        case ENGRAM_DECAY_F64: {
-            const double *d = (const double *)age + i;
-            return vcvt_high_f32_f64(vcvt_f32_f64(vld1q_f64(d)), vld1q_f64(d + 2));
-        }
-        case ENGRAM_DECAY_I64: {
-            const int64_t *v = (const int64_t *)age + i;
-            return vcombine_f32(decayn_i64_to_f32(vld1q_s64(v)), decayn_i64_to_f32(vld1q_s64(v + 2)));
-        }
-        case ENGRAM_DECAY_U64: {
-            const uint64_t *v = (const uint64_t *)age + i;
-            return vcombine_f32(decayn_u64_to_f32(vld1q_u64(v)), decayn_u64_to_f32(vld1q_u64(v + 2)));
-        }
-        default: return vdupq_n_f32(broadcast);
-    }
-}
-
-/* 2 ages from index i as float64 (scvtf/ucvtf round to nearest). */
+/* 2 ages from index i as float64 (scvtf/ucvtf round to nearest, like a C cast). */
 DECAYN_INLINE float64x2_t decayn_ages_f64(const void *age, size_t i, int type, double broadcast) {
     switch (type) {
         case ENGRAM_DECAY_F32: return vcvt_f64_f32(vld1_f32((const float *)age + i));
@@ -730,6 +695,92 @@ DECAYN_INLINE float64x2_t decayn_ages_f64(const void *age, size_t i, int type, d
         case ENGRAM_DECAY_U64: return vcvtq_f64_u64(vld1q_u64((const uint64_t *)age + i));
         default: return vdupq_n_f64(broadcast);
     }
+}
+
+/* 2 stabilities from index i as float64. */
+DECAYN_INLINE float64x2_t decayn_stab_f64(const void *stab, size_t i, int mode, double broadcast) {
+    switch (mode) {
+        case DECAYN_STAB_F32: return vcvt_f64_f32(vld1_f32((const float *)stab + i));
+        case DECAYN_STAB_F64: return vld1q_f64((const double *)stab + i);
+        default: return vdupq_n_f64(broadcast);
+    }
+}
+
+DECAYN_INLINE int decayn_stab_mode(const engram_decay_params *p, const engram_decay_block *b) {
+    if (!b->stability) return DECAYN_STAB_BROADCAST;
+    return p->stability_type == ENGRAM_DECAY_F32 ? DECAYN_STAB_F32 : DECAYN_STAB_F64;
+}
+
+/* y = (float)((double)age / (double)stability) for 4 lanes by float64 division. */
+static __attribute__((noinline)) float32x4_t decayn_quotient_wide(const engram_decay_params *p,
+                                                                  const engram_decay_block *b,
+                                                                  size_t i) {
+    int age_type = b->age ? (int)p->age_type : DECAYN_AGE_BROADCAST;
+    int stab_mode = decayn_stab_mode(p, b);
+    float64x2_t lo = vdivq_f64(decayn_ages_f64(b->age, i, age_type, p->age),
+                               decayn_stab_f64(b->stability, i, stab_mode, p->stability));
+    float64x2_t hi = vdivq_f64(decayn_ages_f64(b->age, i + 2, age_type, p->age),
+                               decayn_stab_f64(b->stability, i + 2, stab_mode, p->stability));
+    return vcvt_high_f32_f64(vcvt_f32_f64(lo), hi);
+}
+
+/* Broadcast operands of a block, prepared once. */
+typedef struct decayn_operands {
+    float32x4_t age, stability; /* the broadcast values rounded to float32 */
+    float32x4_t quotient;       /* both broadcast: the argument itself */
+} decayn_operands;
+
+DECAYN_INLINE void decayn_operands_init(decayn_operands *o, const engram_decay_params *p,
+                                        const engram_decay_block *b) {
+    o->age = vdupq_n_f32((float)p->age);
+    o->stability = vdupq_n_f32((float)p->stability);
+    o->quotient = vdupq_n_f32(b->age || b->stability ? 0.0f : (float)(p->age / p->stability));
+}
+
+/* Whether a broadcast operand of the block is not a float32 value (its quotient divides in float64). */
+DECAYN_INLINE int decayn_broadcast_wide(const engram_decay_params *p, const engram_decay_block *b) {
+    return (!b->age && !decay_is_f32(p->age)) || (!b->stability && !decay_is_f32(p->stability));
+}
+
+/*
+ * The float32 argument y = (float)((double)age / (double)stability) of 4
+ * lanes: a float32 division where every operand is a float32 value (the
+ * same bits, decay_internal.h), else float64 divisions.  stab_mode WIDE:
+ * a broadcast operand that is not a float32 value, or float64
+ * stabilities: every vector divides in float64.
+ */
+DECAYN_INLINE float32x4_t decayn_quotient_f32(const engram_decay_params *p,
+                                              const engram_decay_block *b, const void *age,
+                                              const float *stab, size_t i, int age_type,
+                                              int stab_mode, const decayn_operands *o) {
+    if (stab_mode == DECAYN_STAB_WIDE || stab_mode == DECAYN_STAB_F64) return decayn_quotient_wide(p, b, i);
+    if (age_type == DECAYN_AGE_BROADCAST && stab_mode == DECAYN_STAB_BROADCAST) return o->quotient;
+    float32x4_t a, S;
+    int exact = 1;
+    if (age_type == ENGRAM_DECAY_F32) {
+        a = vld1q_f32((const float *)age + i);
+    } else if (age_type == DECAYN_AGE_BROADCAST) {
+        a = o->age;
+    } else if (age_type == ENGRAM_DECAY_F64) {
+        float64x2_t lo = vld1q_f64((const double *)age + i);
+        float64x2_t hi = vld1q_f64((const double *)age + i + 2);
+        a = vcvt_high_f32_f64(vcvt_f32_f64(lo), hi);
+        uint64x2_t same = vandq_u64(vceqq_f64(vcvt_f64_f32(vget_low_f32(a)), lo),
+                                    vceqq_f64(vcvt_high_f64_f32(a), hi));
+        exact = (vgetq_lane_u64(same, 0) & vgetq_lane_u64(same, 1)) != 0;
+    } else {
+        /* integers in [0, 2^24) (ages up to 194 days in seconds) are float32
+         * values, and their low 32 bits are the value (as unsigned: a negative
+         * int64 age, invalid, divides in float64) */
+        uint64x2_t lo = vld1q_u64((const uint64_t *)age + i);
+        uint64x2_t hi = vld1q_u64((const uint64_t *)age + i + 2);
+        uint64x2_t high_bits = vshrq_n_u64(vorrq_u64(lo, hi), 24);
+        exact = vmaxvq_u32(vreinterpretq_u32_u64(high_bits)) == 0;
+        a = vcvtq_f32_u32(vcombine_u32(vmovn_u64(lo), vmovn_u64(hi)));
+    }
+    S = stab_mode == DECAYN_STAB_F32 ? vld1q_f32(stab + i) : o->stability;
+    if (ENGRAM_UNLIKELY(!exact)) return decayn_quotient_wide(p, b, i);
+    return vdivq_f32(a, S);
 }
 
 /* ---- float32 exponential ---- */
@@ -799,41 +850,49 @@ DECAYN_INLINE float32x4_t decayn_exp_f32(float32x4_t y, float32x4_t s) {
 }
 
 DECAYN_INLINE void decayn_exp_f32_body(const engram_decay_params *p, const engram_decay_block *b,
-                                       int age_type, int stability_broadcast) {
+                                       int age_type, int stab_mode) {
     float *out = b->out;
-    const float *str = b->strength, *stab = b->stability;
-    const float32x4_t stab_b = vdupq_n_f32(p->stability_f32);
-    for (size_t i = 0; i < b->n; i += 4) {
-        float32x4_t a = decayn_ages_f32(b->age, i, age_type, p->age_f32);
-        float32x4_t S = stability_broadcast ? stab_b : vld1q_f32(stab + i);
-        vst1q_f32(out + i, decayn_exp_f32(vdivq_f32(a, S), vld1q_f32(str + i)));
-    }
+    const float *str = b->strength;
+    const void *age = b->age;
+    const float *stab = b->stability;
+    decayn_operands o;
+    decayn_operands_init(&o, p, b);
+    for (size_t i = 0; i < b->n; i += 4)
+        vst1q_f32(out + i, decayn_exp_f32(decayn_quotient_f32(p, b, age, stab, i, age_type, stab_mode, &o),
+                                          vld1q_f32(str + i)));
 }
 
-#define DECAYN_DISPATCH(body, p, b)                                                       \
+/* One instance per (age type, stability mode) so each loop is straight-line. */
+#define DECAYN_DISPATCH_AGES(body, p, b, mode)                                            \
     do {                                                                                  \
-        int type_ = (b)->age ? (int)(p)->age_type : DECAYN_AGE_BROADCAST;                 \
-        if ((b)->stability) {                                                             \
-            switch (type_) {                                                              \
-                case ENGRAM_DECAY_F32: body(p, b, ENGRAM_DECAY_F32, 0); break;            \
-                case ENGRAM_DECAY_F64: body(p, b, ENGRAM_DECAY_F64, 0); break;            \
-                case ENGRAM_DECAY_I64: body(p, b, ENGRAM_DECAY_I64, 0); break;            \
-                case ENGRAM_DECAY_U64: body(p, b, ENGRAM_DECAY_U64, 0); break;            \
-                default: body(p, b, DECAYN_AGE_BROADCAST, 0); break;                      \
-            }                                                                             \
-        } else {                                                                          \
-            switch (type_) {                                                              \
-                case ENGRAM_DECAY_F32: body(p, b, ENGRAM_DECAY_F32, 1); break;            \
-                case ENGRAM_DECAY_F64: body(p, b, ENGRAM_DECAY_F64, 1); break;            \
-                case ENGRAM_DECAY_I64: body(p, b, ENGRAM_DECAY_I64, 1); break;            \
-                case ENGRAM_DECAY_U64: body(p, b, ENGRAM_DECAY_U64, 1); break;            \
-                default: body(p, b, DECAYN_AGE_BROADCAST, 1); break;                      \
-            }                                                                             \
+        switch ((b)->age ? (int)(p)->age_type : DECAYN_AGE_BROADCAST) {                   \
+            case ENGRAM_DECAY_F32: body(p, b, ENGRAM_DECAY_F32, mode); break;             \
+            case ENGRAM_DECAY_F64: body(p, b, ENGRAM_DECAY_F64, mode); break;             \
+            case ENGRAM_DECAY_I64: body(p, b, ENGRAM_DECAY_I64, mode); break;             \
+            case ENGRAM_DECAY_U64: body(p, b, ENGRAM_DECAY_U64, mode); break;             \
+            default: body(p, b, DECAYN_AGE_BROADCAST, mode); break;                       \
         }                                                                                 \
     } while (0)
 
+#define DECAYN_DISPATCH(body, p, b)                                                       \
+    do {                                                                                  \
+        switch (decayn_stab_mode(p, b)) {                                                 \
+            case DECAYN_STAB_F32: DECAYN_DISPATCH_AGES(body, p, b, DECAYN_STAB_F32); break; \
+            case DECAYN_STAB_F64: DECAYN_DISPATCH_AGES(body, p, b, DECAYN_STAB_F64); break; \
+            default: DECAYN_DISPATCH_AGES(body, p, b, DECAYN_STAB_BROADCAST); break;      \
+        }                                                                                 \
+    } while (0)
+
+/* The exponential: float64 stabilities and broadcast values that are not float32 values
+ * take one instance that divides every vector in float64. */
 static void decay_exp_f32_neon(const engram_decay_params *p, const engram_decay_block *b) {
-    DECAYN_DISPATCH(decayn_exp_f32_body, p, b);
+    int mode = decayn_stab_mode(p, b);
+    if (mode == DECAYN_STAB_F64 || decayn_broadcast_wide(p, b))
+        decayn_exp_f32_body(p, b, DECAYN_AGE_BROADCAST, DECAYN_STAB_WIDE);
+    else if (mode == DECAYN_STAB_F32)
+        DECAYN_DISPATCH_AGES(decayn_exp_f32_body, p, b, DECAYN_STAB_F32);
+    else
+        DECAYN_DISPATCH_AGES(decayn_exp_f32_body, p, b, DECAYN_STAB_BROADCAST);
 }
 
 /* ---- float64 exponential ---- */
@@ -883,24 +942,31 @@ DECAYN_INLINE float64x2_t decayn_exp_f64(float64x2_t y, float64x2_t s) {
 }
 
 DECAYN_INLINE void decayn_exp_f64_body(const engram_decay_params *p, const engram_decay_block *b,
-                                       int age_type, int stability_broadcast) {
+                                       int age_type, int stab_mode) {
     double *out = b->out;
-    const double *str = b->strength, *stab = b->stability;
-    const float64x2_t stab_b = vdupq_n_f64(p->stability_f64);
+    const double *str = b->strength;
+    const void *age = b->age, *stab = b->stability;
+    const double age_b = p->age, stab_b = p->stability;
     for (size_t i = 0; i < b->n; i += 2) {
-        float64x2_t a = decayn_ages_f64(b->age, i, age_type, p->age_f64);
-        float64x2_t S = stability_broadcast ? stab_b : vld1q_f64(stab + i);
+        float64x2_t a = decayn_ages_f64(age, i, age_type, age_b);
+        float64x2_t S = decayn_stab_f64(stab, i, stab_mode, stab_b);
         vst1q_f64(out + i, decayn_exp_f64(vdivq_f64(a, S), vld1q_f64(str + i)));
     }
 }
 
+/* float64 strength: float64 stabilities, or one */
 static void decay_exp_f64_neon(const engram_decay_params *p, const engram_decay_block *b) {
-    DECAYN_DISPATCH(decayn_exp_f64_body, p, b);
+    if (b->stability) DECAYN_DISPATCH_AGES(decayn_exp_f64_body, p, b, DECAYN_STAB_F64);
+    else DECAYN_DISPATCH_AGES(decayn_exp_f64_body, p, b, DECAYN_STAB_BROADCAST);
 }
 
 /* ---- float32 power, in float64 ---- */
 
-/* log(u) for u >= 1 to ~2^-35: u = 2^k z, z in [sqrt(1/2), sqrt(2)), log(z) = 2 atanh(s). */
+/*
+ * log(u) for 1 <= u < inf, within 2^-49 relative (0 at u = 1):
+ * u = 2^k z, z in [sqrt(1/2), sqrt(2)), log(z) = 2 atanh(s),
+ * s = (z - 1) / (z + 1): relative next to 1, where z - 1 is exact.
+ */
 DECAYN_INLINE float64x2_t decayn_log_f64(float64x2_t u) {
     uint64x2_t ix = vreinterpretq_u64_f64(u);
     uint64x2_t tmp = vsubq_u64(ix, vdupq_n_u64(DECAY_POW_LOG_OFFSET));
@@ -908,102 +974,110 @@ DECAYN_INLINE float64x2_t decayn_log_f64(float64x2_t u) {
     uint64x2_t iz = vsubq_u64(ix, vandq_u64(tmp, vdupq_n_u64(0xfff0000000000000ull)));
     float64x2_t f = vsubq_f64(vreinterpretq_f64_u64(iz), vdupq_n_f64(1.0));
     float64x2_t s = vdivq_f64(f, vaddq_f64(f, vdupq_n_f64(2.0)));
-    float64x2_t s2 = vmulq_f64(s, s);
-    float64x2_t P = vfmaq_f64(vdupq_n_f64(1.0 / 9), vdupq_n_f64(1.0 / 11), s2);
-    P = vfmaq_f64(vdupq_n_f64(1.0 / 7), P, s2);
-    P = vfmaq_f64(vdupq_n_f64(1.0 / 5), P, s2);
-    P = vfmaq_f64(vdupq_n_f64(1.0 / 3), P, s2);
+    float64x2_t z = vmulq_f64(s, s);
+    float64x2_t A = vfmaq_f64(vdupq_n_f64(DECAY_POW_ATANH_A4), vdupq_n_f64(DECAY_POW_ATANH_A5), z);
+    A = vfmaq_f64(vdupq_n_f64(DECAY_POW_ATANH_A3), A, z);
+    A = vfmaq_f64(vdupq_n_f64(DECAY_POW_ATANH_A2), A, z);
+    A = vfmaq_f64(vdupq_n_f64(DECAY_POW_ATANH_A1), A, z);
+    A = vfmaq_f64(vdupq_n_f64(DECAY_POW_ATANH_A0), A, z);
     float64x2_t ts = vaddq_f64(s, s);
-    float64x2_t log1p = vfmaq_f64(ts, vmulq_f64(ts, s2), P);
-    return vfmaq_f64(log1p, kd, vdupq_n_f64(0x1.62e42fefa39efp-1));
+    float64x2_t log1p = vfmaq_f64(ts, vmulq_f64(ts, z), A);
+    return vfmaq_f64(log1p, kd, vdupq_n_f64(DECAY_POW_LN2));
 }
 
-/* exp(-power * L) for L >= 0 to ~2^-37: Cody-Waite and a degree-9 Taylor polynomial. */
-DECAYN_INLINE float64x2_t decayn_exp_neg_f64(float64x2_t L, float64x2_t neg_power, float64x2_t l_max) {
+/*
+ * exp(max(-power * L, -700)) for L >= 0, relative error < 2^-48:
+ * two-constant Cody-Waite and 1 + w + w^2 Q(w).  The clamp also takes -inf
+ * (a power too large for power * L) and keeps every double normal.
+ */
+DECAYN_INLINE float64x2_t decayn_exp_neg_f64(float64x2_t L, float64x2_t neg_power) {
     const float64x2_t shifter = vdupq_n_f64(DECAY_F64_SHIFTER);
-    float64x2_t Y = vmulq_f64(vminq_f64(L, l_max), neg_power); /* >= -700 */
+    /* fmax, not fmaxnm: NaN lanes are the element path's anyway */
+    float64x2_t Y = vmaxq_f64(vmulq_f64(L, neg_power), vdupq_n_f64(DECAY_POW_Y_MIN));
     float64x2_t k = vfmaq_f64(shifter, Y, vdupq_n_f64(DECAY_F64_LOG2E));
     float64x2_t N = vsubq_f64(k, shifter);
-    float64x2_t w = vfmaq_f64(Y, N, vdupq_n_f64(-0x1.62e42fefa39efp-1));
-    float64x2_t P = vfmaq_f64(vdupq_n_f64(1.0 / 40320), vdupq_n_f64(1.0 / 362880), w);
-    P = vfmaq_f64(vdupq_n_f64(1.0 / 5040), P, w);
-    P = vfmaq_f64(vdupq_n_f64(1.0 / 720), P, w);
-    P = vfmaq_f64(vdupq_n_f64(1.0 / 120), P, w);
-    P = vfmaq_f64(vdupq_n_f64(1.0 / 24), P, w);
-    P = vfmaq_f64(vdupq_n_f64(1.0 / 6), P, w);
-    P = vfmaq_f64(vdupq_n_f64(0.5), P, w);
-    P = vfmaq_f64(vdupq_n_f64(1.0), P, w);
-    P = vfmaq_f64(vdupq_n_f64(1.0), P, w);
+    float64x2_t w = vfmsq_f64(Y, N, vdupq_n_f64(DECAY_F64_LN2_HI));
+    w = vfmsq_f64(w, N, vdupq_n_f64(DECAY_F64_LN2_LO));
+    float64x2_t Q = vfmaq_f64(vdupq_n_f64(DECAY_POW_EXP_Q7), vdupq_n_f64(DECAY_POW_EXP_Q8), w);
+    Q = vfmaq_f64(vdupq_n_f64(DECAY_POW_EXP_Q6), Q, w);
+    Q = vfmaq_f64(vdupq_n_f64(DECAY_POW_EXP_Q5), Q, w);
+    Q = vfmaq_f64(vdupq_n_f64(DECAY_POW_EXP_Q4), Q, w);
+    Q = vfmaq_f64(vdupq_n_f64(DECAY_POW_EXP_Q3), Q, w);
+    Q = vfmaq_f64(vdupq_n_f64(DECAY_POW_EXP_Q2), Q, w);
+    Q = vfmaq_f64(vdupq_n_f64(DECAY_POW_EXP_Q1), Q, w);
+    Q = vfmaq_f64(vdupq_n_f64(DECAY_POW_EXP_Q0), Q, w);
+    float64x2_t P = vaddq_f64(vfmaq_f64(w, vmulq_f64(w, w), Q), vdupq_n_f64(1.0));
+    /* N in [-1010, 0]: 2^N a normal double built in the exponent field */
     uint64x2_t pow2 = vaddq_u64(vshlq_n_u64(vreinterpretq_u64_f64(k), 52), vdupq_n_u64(0x3ff0000000000000ull));
     return vmulq_f64(P, vreinterpretq_f64_u64(pow2));
 }
 
-typedef struct decayn_pow_consts {
-    float64x2_t factor, factor_over_stability, neg_power, l_max;
-} decayn_pow_consts;
-
 /* 2 lanes of strength * u^-power; ok: all-ones lanes where 1 <= u < inf. */
-DECAYN_INLINE float64x2_t decayn_pow_pair(float64x2_t a, float64x2_t S, float64x2_t s,
-                                          const decayn_pow_consts *c, int stability_broadcast,
+DECAYN_INLINE float64x2_t decayn_pow_pair(float64x2_t u, float64x2_t s, float64x2_t neg_power,
                                           int half_power, uint64x2_t *ok) {
     const float64x2_t one = vdupq_n_f64(1.0);
-    float64x2_t u = stability_broadcast ? vfmaq_f64(one, a, c->factor_over_stability)
-                                        : vaddq_f64(vdivq_f64(vmulq_f64(a, c->factor), S), one);
     *ok = vandq_u64(vcgeq_f64(u, one), vcltq_f64(u, vdupq_n_f64(INFINITY)));
     float64x2_t P = half_power ? vdivq_f64(one, vsqrtq_f64(u))
-                               : decayn_exp_neg_f64(decayn_log_f64(u), c->neg_power, c->l_max);
+                               : decayn_exp_neg_f64(decayn_log_f64(u), neg_power);
     return vmulq_f64(s, P);
 }
 
-DECAYN_INLINE float32x4_t decayn_pow_f32(float32x4_t a, float32x4_t S, float32x4_t s,
-                                         const engram_decay_params *p, const decayn_pow_consts *c,
-                                         int stability_broadcast, int half_power) {
-    uint64x2_t ok_lo, ok_hi;
-    float64x2_t lo = decayn_pow_pair(vcvt_f64_f32(vget_low_f32(a)), vcvt_f64_f32(vget_low_f32(S)),
-                                     vcvt_f64_f32(vget_low_f32(s)), c, stability_broadcast,
-                                     half_power, &ok_lo);
-    float64x2_t hi = decayn_pow_pair(vcvt_high_f64_f32(a), vcvt_high_f64_f32(S),
-                                     vcvt_high_f64_f32(s), c, stability_broadcast, half_power,
-                                     &ok_hi);
-    float32x4_t r = vcvt_high_f32_f64(vcvt_f32_f64(lo), hi);
-    /* infinite strengths take the element spec: inf * u^-power is NaN where pow underflows */
-    uint32x4_t ok = vcombine_u32(vmovn_u64(ok_lo), vmovn_u64(ok_hi));
-    ok = vandq_u32(ok, vcltq_f32(vabsq_f32(s), vdupq_n_f32(INFINITY)));
-    if (ENGRAM_LIKELY(vminvq_u32(ok) != 0)) return r;
-    float ab[4], Sb[4], sb[4], rb[4];
-    uint32_t lanes[4];
-    vst1q_f32(ab, a);
-    vst1q_f32(Sb, S);
-    vst1q_f32(sb, s);
-    vst1q_f32(rb, r);
-    vst1q_u32(lanes, ok);
-    for (int l = 0; l < 4; l++)
-        if (!lanes[l]) rb[l] = engram_decay_power_f32_lane(ab[l], Sb[l], sb[l], p->power, p->factor);
-    return vld1q_f32(rb);
+/*
+ * u = 1 + factor * age / stability: (factor * a) / S + 1, the float64
+ * evaluation's own u, except power <= 1 with one stability: fma(a, factor / S, 1).
+ */
+DECAYN_INLINE float64x2_t decayn_u(const void *age, const void *stab, size_t i, int age_type,
+                                   int stab_mode, int exact_u, double age_b, double stab_b,
+                                   float64x2_t factor, float64x2_t factor_over_stability) {
+    const float64x2_t one = vdupq_n_f64(1.0);
+    float64x2_t a = decayn_ages_f64(age, i, age_type, age_b);
+    if (!exact_u && stab_mode == DECAYN_STAB_BROADCAST) return vfmaq_f64(one, a, factor_over_stability);
+    float64x2_t S = decayn_stab_f64(stab, i, stab_mode, stab_b);
+    return vaddq_f64(vdivq_f64(vmulq_f64(a, factor), S), one);
 }
 
 DECAYN_INLINE void decayn_power_f32_body2(const engram_decay_params *p, const engram_decay_block *b,
-                                          int age_type, int stability_broadcast, int half_power) {
+                                          int age_type, int stab_mode, int half_power,
+                                          int exact_u) {
     float *out = b->out;
-    const float *str = b->strength, *stab = b->stability;
-    const float32x4_t stab_b = vdupq_n_f32(p->stability_f32);
-    decayn_pow_consts c;
-    c.factor = vdupq_n_f64(p->factor);
-    c.factor_over_stability = vdupq_n_f64(p->factor / (double)p->stability_f32);
-    c.neg_power = vdupq_n_f64(-p->power);
-    c.l_max = vdupq_n_f64(-DECAY_POW_Y_MIN / p->power);
+    const float *str = b->strength;
+    const void *age = b->age, *stab = b->stability;
+    const double age_b = p->age, stab_b = p->stability;
+    const float64x2_t factor = vdupq_n_f64(p->factor);
+    const float64x2_t factor_over_stability = vdupq_n_f64(p->factor / p->stability);
+    const float64x2_t neg_power = vdupq_n_f64(-p->power);
     for (size_t i = 0; i < b->n; i += 4) {
-        float32x4_t a = decayn_ages_f32(b->age, i, age_type, p->age_f32);
-        float32x4_t S = stability_broadcast ? stab_b : vld1q_f32(stab + i);
-        vst1q_f32(out + i, decayn_pow_f32(a, S, vld1q_f32(str + i), p, &c, stability_broadcast, half_power));
+        float32x4_t s = vld1q_f32(str + i);
+        uint64x2_t ok_lo, ok_hi;
+        float64x2_t lo = decayn_pow_pair(decayn_u(age, stab, i, age_type, stab_mode, exact_u, age_b, stab_b, factor,
+                                                  factor_over_stability),
+                                         vcvt_f64_f32(vget_low_f32(s)), neg_power, half_power, &ok_lo);
+        float64x2_t hi = decayn_pow_pair(decayn_u(age, stab, i + 2, age_type, stab_mode, exact_u, age_b, stab_b,
+                                                  factor, factor_over_stability),
+                                         vcvt_high_f64_f32(s), neg_power, half_power, &ok_hi);
+        float32x4_t r = vcvt_high_f32_f64(vcvt_f32_f64(lo), hi);
+        /* infinite strengths take the element definition: inf * u^-power is NaN where pow underflows */
+        uint32x4_t ok = vcombine_u32(vmovn_u64(ok_lo), vmovn_u64(ok_hi));
+        ok = vandq_u32(ok, vcltq_f32(vabsq_f32(s), vdupq_n_f32(INFINITY)));
+        if (ENGRAM_UNLIKELY(vminvq_u32(ok) == 0)) {
+            float rb[4];
+            uint32_t lanes[4];
+            vst1q_f32(rb, r);
+            vst1q_u32(lanes, ok);
+            for (int l = 0; l < 4; l++)
+                if (!lanes[l]) rb[l] = engram_decay_power_f32_element(p, b, i + (size_t)l);
+            r = vld1q_f32(rb);
+        }
+        vst1q_f32(out + i, r);
     }
 }
 
 /* power 0.5 (the FSRS curve) needs no logarithm: 1 / sqrt(u). */
 DECAYN_INLINE void decayn_power_f32_body(const engram_decay_params *p, const engram_decay_block *b,
-                                         int age_type, int stability_broadcast) {
-    if (p->power == 0.5) decayn_power_f32_body2(p, b, age_type, stability_broadcast, 1);
-    else decayn_power_f32_body2(p, b, age_type, stability_broadcast, 0);
+                                         int age_type, int stab_mode) {
+    if (p->power == 0.5) decayn_power_f32_body2(p, b, age_type, stab_mode, 1, 0);
+    else if (p->power <= 1.0) decayn_power_f32_body2(p, b, age_type, stab_mode, 0, 0);
+    else decayn_power_f32_body2(p, b, age_type, stab_mode, 0, 1);
 }
 
 static void decay_power_f32_neon(const engram_decay_params *p, const engram_decay_block *b) {
