@@ -135,11 +135,12 @@ UNUSED_OK static int parse_threads(const char *fname, PyObject *obj, int *thread
                      fname, Py_TYPE(obj)->tp_name);
         return -1;
     }
-    long n = PyLong_AsLong(obj);
+    int overflow = 0;
+    long n = PyLong_AsLongAndOverflow(obj, &overflow);
     if (n == -1 && PyErr_Occurred()) return -1;
-    if (n < 1 || n > 256) {
-        PyErr_Format(PyExc_ValueError, "%s(): threads must be None or in 1..256, got %ld", fname,
-                     n);
+    if (overflow || n < 1 || n > 256) {
+        PyErr_Format(PyExc_ValueError, "%s(): threads must be None or in 1..256, got %R", fname,
+                     obj);
         return -1;
     }
     *threads = (int)n;
@@ -159,7 +160,14 @@ UNUSED_OK static int parse_double(const char *fname, const char *argname, PyObje
         return -1;
     }
     *out = PyFloat_AsDouble(obj);
-    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+    if (*out == -1.0 && PyErr_Occurred()) {
+        /* an int beyond the float range is a bad value, not an arithmetic error */
+        if (PyErr_ExceptionMatches(PyExc_OverflowError))
+            PyErr_Format(PyExc_ValueError, "%s(): %s is too large for a float, got %R", fname,
+                         argname, obj);
+        return -1;
+    }
+    return 0;
 }
 
 /* One of `choices` (a NULL-terminated list); returns its index or -1. */
@@ -1108,7 +1116,12 @@ static int spread_parse_dict(PyObject *dict, size_t n, engram_spread_seeds *s, i
             return -1;
         }
         x = PyFloat_AsDouble(value);
-        if (x == -1.0 && PyErr_Occurred()) return -1;
+        if (x == -1.0 && PyErr_Occurred()) {
+            if (PyErr_ExceptionMatches(PyExc_OverflowError))
+                PyErr_Format(PyExc_ValueError, "spread(): seeds[%lld] is too large for a float, "
+                             "got %R", id, value);
+            return -1;
+        }
         (*ids)[i] = id;
         (*values)[i] = x;
         i++;
@@ -2363,9 +2376,10 @@ static PyObject *py_kernel_names(PyObject *module, PyObject *unused) {
 
 static PyObject *py_set_num_threads(PyObject *module, PyObject *arg) {
     (void)module;
-    long n = PyLong_AsLong(arg);
+    int overflow = 0;
+    long n = PyLong_AsLongAndOverflow(arg, &overflow);
     if (n == -1 && PyErr_Occurred()) return NULL;
-    if (n < 1 || n > 256 || PyBool_Check(arg)) {
+    if (overflow || n < 1 || n > 256 || PyBool_Check(arg)) {
         PyErr_Format(PyExc_ValueError, "set_num_threads(): n must be in 1..256, got %R", arg);
         return NULL;
     }

@@ -11,6 +11,15 @@ import numpy as np
 
 __all__: list[str] = []
 
+
+def _real(fname: str, name: str, value) -> float:
+    """float(value), where an int beyond the float range is a ValueError, as in the C core."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{fname}(): {name} is too large for a float, got {value!r}") from None
+
+
 # ==== similarity ====
 
 __all__ += ["cosine_similarity", "normalize", "top_k"]
@@ -243,7 +252,7 @@ def _spread_seeds(seeds, n: int) -> tuple[np.ndarray, bool]:
                 raise TypeError(
                     f"spread(): seeds[{node}] must be a real number, got {type(value).__name__}"
                 )
-            value = float(value)
+            value = _real("spread", f"seeds[{node}]", value)
             if not (np.isfinite(value) and value >= 0):
                 what = "NaN" if np.isnan(value) else "infinite" if np.isinf(value) else "negative"
                 raise ValueError(
@@ -337,7 +346,7 @@ def _spread_check(graph, seeds, max_depth, decay, threshold, normalize, combine,
         threshold, (int, float, np.integer, np.floating)
     ):
         raise TypeError(f"spread(): threshold must be a real number, got {type(threshold).__name__}")
-    threshold = float(threshold)
+    threshold = _real("spread", "threshold", threshold)
     if not threshold >= 0:
         raise ValueError(f"spread(): threshold must be >= 0 and not NaN, got {threshold}")
     for name, value, choices in (("normalize", normalize, ("none", "out")),
@@ -426,7 +435,7 @@ def _decay_operand(name: str, value, n: int) -> np.ndarray:
 def _decay_real(name: str, value) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"decay(): {name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    return _real("decay", name, value)
 
 
 def _decay_check(strength, age, stability, model, power, factor, out, validate, threads):

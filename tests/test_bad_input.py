@@ -465,6 +465,72 @@ CASES.append(("decay-out-overlaps-strength-shifted", _decay_shifted_out, ValueEr
 # ==== end decay ====
 
 
+# ==== hardening ====
+# Rows for every item of the error list not covered above, for every public
+# function.  Builders make fresh arrays on every call, so each row also checks
+# that out= and in-place inputs are byte-identical after the error.
+
+_H_TOO_BIG = 10**400  # an int no float can hold
+_as_strided = np.lib.stride_tricks.as_strided
+
+
+def _h(fn, *args, guarded=(), **kwargs):
+    """A row's builder: fn(*args, **kwargs), each argument a value or a zero-argument factory."""
+    def build():
+        made_args = [a() if callable(a) and not isinstance(a, type) else a for a in args]
+        made_kwargs = {k: (v() if callable(v) and not isinstance(v, type) else v) for k, v in kwargs.items()}
+        guard = [a for a in made_args + list(made_kwargs.values()) if isinstance(a, np.ndarray)
+                 and a.nbytes < (1 << 24)]
+        return fn, tuple(made_args), made_kwargs, guard
+    return build
+
+
+def _h_f32(*shape, seed=1):
+    return lambda: np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _h_graph():
+    return engram.Graph(np.array([0, 2, 3, 4, 5, 5]), np.array([1, 2, 3, 4, 0]),
+                        np.array([0.5, 0.5, 1.0, 1.0, 1.0]))
+
+
+def _h_seeds(*shape):
+    def make():
+        s = np.zeros(shape, np.float32)
+        s[..., 0] = 1.0
+        return s
+    return make
+
+
+CASES += [
+    # ints beyond every C type: a ValueError naming the argument, not OverflowError
+    ("h-cosine-threads-huge", _h(engram.cosine_similarity, _h_f32(2, 4), _h_f32(3, 4), threads=2**70),
+     ValueError, ["cosine_similarity()", "threads", "1..256", str(2**70)]),
+    ("h-cosine-threads-huge-negative", _h(engram.cosine_similarity, _h_f32(2, 4), _h_f32(3, 4), threads=-2**70),
+     ValueError, ["cosine_similarity()", "threads", str(-2**70)]),
+    ("h-top_k-threads-huge", _h(engram.top_k, _h_f32(2, 4), _h_f32(3, 4), 2, threads=2**64), ValueError,
+     ["top_k()", "threads", str(2**64)]),
+    ("h-spread-threads-huge", _h(engram.spread, _h_graph, _h_seeds(5), threads=2**70), ValueError,
+     ["spread()", "threads", str(2**70)]),
+    ("h-decay-threads-huge", _h(engram.decay, _h_f32(8), 1.0, threads=2**70), ValueError,
+     ["decay()", "threads", str(2**70)]),
+    ("h-decay-power-huge", _h(engram.decay, _h_f32(8), 1.0, model="power", power=_H_TOO_BIG), ValueError,
+     ["decay()", "power", "too large for a float"]),
+    ("h-decay-factor-huge", _h(engram.decay, _h_f32(8), 1.0, model="power", factor=_H_TOO_BIG), ValueError,
+     ["decay()", "factor", "too large for a float"]),
+    ("h-spread-threshold-huge", _h(engram.spread, _h_graph, _h_seeds(5), threshold=_H_TOO_BIG), ValueError,
+     ["spread()", "threshold", "too large for a float"]),
+    ("h-spread-decay-huge", _h(engram.spread, _h_graph, _h_seeds(5), decay=_H_TOO_BIG), ValueError,
+     ["spread()", "decay", "too large for a float"]),
+    ("h-spread-dict-value-huge", _h(engram.spread, _h_graph, lambda: {3: _H_TOO_BIG}), ValueError,
+     ["spread()", "seeds[3]", "too large for a float"]),
+    ("h-set_num_threads-huge", _h(engram.set_num_threads, 2**70), ValueError,
+     ["set_num_threads()", "1..256", str(2**70)]),
+]
+
+# ==== end hardening ====
+
+
 @pytest.mark.parametrize("case_id, build, exc, words", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(case_id, build, exc, words, c_backend):
     """``build()`` returns (fn, args, kwargs, arrays that must not change)."""
