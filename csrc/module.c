@@ -365,6 +365,39 @@ static int arrays_identical_layout(PyArrayObject *a, PyArrayObject *b) {
 }
 
 /*
+ * Whether two elements of `arr` share memory (a zero stride, or rows closer
+ * than their length): results written there would overwrite each other.
+ * Axes by increasing |stride|, each must step past everything inside it.
+ */
+static int array_overlaps_itself(PyArrayObject *arr) {
+    int nd = PyArray_NDIM(arr), order[NPY_MAXDIMS];
+    if (PyArray_SIZE(arr) <= 1) return 0;
+    for (int i = 0; i < nd; i++) {
+        int j = i;
+        npy_intp s = PyArray_STRIDE(arr, i);
+        s = s < 0 ? -s : s;
+        for (; j > 0; j--) {
+            npy_intp t = PyArray_STRIDE(arr, order[j - 1]);
+            if ((t < 0 ? -t : t) <= s) break;
+            order[j] = order[j - 1];
+        }
+        order[j] = i;
+    }
+    npy_intp extent = PyArray_ITEMSIZE(arr);
+    for (int i = 0; i < nd; i++) {
+        npy_intp n = PyArray_DIM(arr, order[i]), s = PyArray_STRIDE(arr, order[i]);
+        if (n <= 1) continue;
+        s = s < 0 ? -s : s;
+        if (s < extent) return 1;
+        extent = s * (n - 1) + extent;
+    }
+    return 0;
+}
+
+static const char out_distinct_text[] =
+    "an array whose elements do not overlap (no zero stride, rows at least a row apart)";
+
+/*
  * Validate a caller's `out`: an ndarray of exactly `type` and `shape`,
  * writeable, aligned, native, with a contiguous last axis (any outer
  * stride).  Borrowed reference in *out_arr.
@@ -405,6 +438,10 @@ UNUSED_OK static int get_out(const char *fname, PyObject *obj, int type, int ndi
          PyArray_STRIDE(arr, ndim - 1) != (npy_intp)PyArray_ITEMSIZE(arr))) {
         raise_about_array(PyExc_ValueError, fname, "out",
                           "aligned with a contiguous last axis", arr);
+        return -1;
+    }
+    if (array_overlaps_itself(arr)) {
+        raise_about_array(PyExc_ValueError, fname, "out", out_distinct_text, arr);
         return -1;
     }
     *out_arr = arr;
@@ -1610,6 +1647,10 @@ static int decay_check_out(PyObject *obj, int type_num, npy_intp n, PyArrayObjec
     }
     if (!PyArray_ISALIGNED(arr)) {
         raise_about_array(PyExc_ValueError, "decay", "out", "aligned", arr);
+        return -1;
+    }
+    if (array_overlaps_itself(arr)) {
+        raise_about_array(PyExc_ValueError, "decay", "out", out_distinct_text, arr);
         return -1;
     }
     *out_arr = arr;

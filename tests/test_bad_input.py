@@ -502,6 +502,18 @@ def _h_seeds(*shape):
     return make
 
 
+def _h_self_overlapping(shape, zero_axis=0, dtype=np.float32):
+    """A writeable out whose rows along zero_axis are the same memory."""
+    def make():
+        base = np.full(shape, 7.0, dtype)
+        strides = list(base.strides)
+        strides[zero_axis] = 0
+        return _as_strided(base, shape=shape, strides=strides)
+    return make
+
+
+_H_OVERLAP_WORDS = ["out", "do not overlap", "strides (0,"]
+
 CASES += [
     # ints beyond every C type: a ValueError naming the argument, not OverflowError
     ("h-cosine-threads-huge", _h(engram.cosine_similarity, _h_f32(2, 4), _h_f32(3, 4), threads=2**70),
@@ -526,6 +538,21 @@ CASES += [
      ["spread()", "seeds[3]", "too large for a float"]),
     ("h-set_num_threads-huge", _h(engram.set_num_threads, 2**70), ValueError,
      ["set_num_threads()", "1..256", str(2**70)]),
+    # an out whose elements share memory would lose all results but one
+    ("h-cosine-out-zero-row-stride", _h(engram.cosine_similarity, _h_f32(3, 4), _h_f32(5, 4),
+                                         out=_h_self_overlapping((3, 5))), ValueError,
+     ["cosine_similarity()"] + _H_OVERLAP_WORDS),
+    ("h-cosine-out-vector-zero-stride", _h(engram.cosine_similarity, _h_f32(4), _h_f32(5, 4),
+                                            out=_h_self_overlapping((5,))), ValueError,
+     ["cosine_similarity()", "out", "contiguous last axis", "strides (0,)"]),
+    ("h-normalize-out-rows-overlap",
+     _h(engram.normalize, _h_f32(3, 4), out=lambda: _as_strided(np.zeros(8, np.float32), shape=(3, 4), strides=(8, 4))),
+     ValueError, ["normalize()", "out", "do not overlap", "strides (8, 4)"]),
+    ("h-spread-out-zero-row-stride", _h(engram.spread, _h_graph, _h_seeds(2, 5),
+                                         out=_h_self_overlapping((2, 5))), ValueError,
+     ["spread()"] + _H_OVERLAP_WORDS),
+    ("h-decay-out-zero-stride", _h(engram.decay, _h_f32(8), 1.0, out=_h_self_overlapping((8,))), ValueError,
+     ["decay()"] + _H_OVERLAP_WORDS),
 ]
 
 # ==== end hardening ====
