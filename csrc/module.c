@@ -1269,7 +1269,14 @@ static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t
     engram_status status;
     int wants_pull = 0;
     uint64_t edges = 0;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    /*
+     * A run that stops for the pull layout may already have written out, so
+     * from then on the call must not fail: if memory runs short for the
+     * layout or for a run with it, every hop pushes instead (same results,
+     * and push scratch is what the first run had already obtained).
+     */
+    int may_have_written = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
         engram_arena *arena = engram_arena_get();
         if (arena == NULL) {
             Py_DECREF(out);
@@ -1281,15 +1288,28 @@ static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t
                                    out_stride, &wants_pull, &edges);
         engram_arena_reset(arena);
         Py_END_ALLOW_THREADS
-        if (status != ENGRAM_OK || !wants_pull) break;
-        /* a hop wants to pull: build the layout (once per graph) and run again */
-        Py_CLEAR(view.arrays);
-        if (spread_get_view(graph, normalize, 1, &view) < 0 || view.g.pull == NULL) {
+        int out_of_memory = status == ENGRAM_ERR_NOMEM && may_have_written;
+        if (!out_of_memory && (status != ENGRAM_OK || !wants_pull)) break;
+        may_have_written = 1;
+        if (!out_of_memory) {
+            /* a hop wants to pull: build the layout (once per graph) and run again */
+            Py_CLEAR(view.arrays);
+            if (spread_get_view(graph, normalize, 1, &view) == 0 && view.g.pull != NULL) continue;
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_RuntimeError, "spread(): the graph gave no pull layout");
+            if (!PyErr_ExceptionMatches(PyExc_MemoryError)) {
+                Py_DECREF(out);
+                goto done;
+            }
+            PyErr_Clear();
+        }
+        Py_CLEAR(view.arrays);
+        if (spread_get_view(graph, normalize, 0, &view) < 0) {
             Py_DECREF(out);
             goto done;
         }
+        view.g.pull = NULL;
+        opt.direction = ENGRAM_SPREAD_PUSH;
     }
     if (status != ENGRAM_OK) {
         Py_DECREF(out);

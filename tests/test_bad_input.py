@@ -570,3 +570,37 @@ def test_bad_input(case_id, build, exc, words, c_backend):
         assert word in message, f"{word!r} not in {message!r}"
     for a, b in zip(guarded, before):
         assert a.tobytes() == b.tobytes(), "an array was written before the error"
+
+
+# ==== hardening: positive tests ====
+
+
+@pytest.fixture
+def small_raising_arena():
+    """The smallest arena, failing instead of spilling to the heap."""
+    before = engram.arena.config()
+    engram.arena.configure(size="64k", overflow="raise")
+    try:
+        yield
+    finally:
+        engram.arena.configure(**before)
+
+
+@pytest.mark.parametrize("n", [1, 9, 300])
+def test_spread_with_out_in_the_smallest_raising_arena(n, small_raising_arena, c_backend):
+    """A graph whose hops want the pull layout, in an arena too small to build it: the call
+    still answers correctly (pushing instead), and never leaves out half-written."""
+    rng = np.random.default_rng(n)
+    indptr = np.arange(0, 3 * n + 1, 3)
+    g = engram.Graph(indptr, rng.integers(0, n, 3 * n), rng.random(3 * n))
+    seeds = rng.random(n).astype(np.float32)
+    out = np.full(n, 7.0, np.float32)
+    try:
+        result = engram.spread(g, seeds, out=out)
+    except MemoryError:
+        assert np.all(out == 7.0), "out was written before the MemoryError"
+        return
+    assert result is out
+    with engram.backend("reference"):
+        expected = engram.spread(g, seeds)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-7)
