@@ -1203,8 +1203,7 @@ static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t
                                    &decay_owned) < 0)
         goto done;
     if (v[4] && parse_double("spread", "threshold", v[4], &opt.threshold) < 0) goto done;
-    if (v[5] && v[5] != Py_None &&
-        (normalize = parse_choice("spread", "normalize", v[5], normalize_choices)) < 0)
+    if (v[5] && (normalize = parse_choice("spread", "normalize", v[5], normalize_choices)) < 0)
         goto done;
     if (v[6]) {
         int c = parse_choice("spread", "combine", v[6], combine_choices);

@@ -536,6 +536,9 @@ CASES += [
      ["spread()", "decay", "too large for a float"]),
     ("h-spread-dict-value-huge", _h(engram.spread, _h_graph, lambda: {3: _H_TOO_BIG}), ValueError,
      ["spread()", "seeds[3]", "too large for a float"]),
+    # both backends take the same option values: None is not a normalisation
+    ("h-spread-normalize-None", _h(engram.spread, _h_graph, _h_seeds(5), normalize=None), TypeError,
+     ["spread()", "normalize", "'none', 'out'", "None"]),
     ("h-set_num_threads-huge", _h(engram.set_num_threads, 2**70), ValueError,
      ["set_num_threads()", "1..256", str(2**70)]),
     # an out whose elements share memory would lose all results but one
