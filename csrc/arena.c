@@ -283,7 +283,7 @@ size_t engram_arena_parse_size(const char *text, char *error, size_t error_size)
     }
     if (multiplier == 0) {
         snprintf(error, error_size,
-                 "ENGRAM_ARENA_SIZE=%.40s is not a size (expected bytes, or a number with "
+                 "'%.40s' is not a size (expected bytes, or a number with "
                  "K/M/G, e.g. '2M' or '4MiB')",
                  text);
         return 0;
@@ -291,7 +291,7 @@ size_t engram_arena_parse_size(const char *text, char *error, size_t error_size)
     double bytes = floor(value * multiplier);
     if (bytes < (double)ENGRAM_ARENA_MIN_SIZE || bytes > (double)ENGRAM_ARENA_MAX_SIZE) {
         snprintf(error, error_size,
-                 "ENGRAM_ARENA_SIZE=%.40s is outside 64 KiB to 1 GiB (%.0f bytes)", text, bytes);
+                 "'%.40s' is outside 64 KiB to 1 GiB (%.0f bytes)", text, bytes);
         return 0;
     }
     return (size_t)bytes;

@@ -407,6 +407,39 @@ static int arrays_identical_layout(PyArrayObject *a, PyArrayObject *b) {
 }
 
 /*
+ * Whether two elements of `arr` share memory (a zero stride, or rows closer
+ * than their length): results written there would overwrite each other.
+ * Axes by increasing |stride|, each must step past everything inside it.
+ */
+static int array_overlaps_itself(PyArrayObject *arr) {
+    int nd = PyArray_NDIM(arr), order[NPY_MAXDIMS];
+    if (PyArray_SIZE(arr) <= 1) return 0;
+    for (int i = 0; i < nd; i++) {
+        int j = i;
+        npy_intp s = PyArray_STRIDE(arr, i);
+        s = s < 0 ? -s : s;
+        for (; j > 0; j--) {
+            npy_intp t = PyArray_STRIDE(arr, order[j - 1]);
+            if ((t < 0 ? -t : t) <= s) break;
+            order[j] = order[j - 1];
+        }
+        order[j] = i;
+    }
+    npy_intp extent = PyArray_ITEMSIZE(arr);
+    for (int i = 0; i < nd; i++) {
+        npy_intp n = PyArray_DIM(arr, order[i]), s = PyArray_STRIDE(arr, order[i]);
+        if (n <= 1) continue;
+        s = s < 0 ? -s : s;
+        if (s < extent) return 1;
+        extent = s * (n - 1) + extent;
+    }
+    return 0;
+}
+
+static const char out_distinct_text[] =
+    "an array whose elements do not overlap (no zero stride, rows at least a row apart)";
+
+/*
  * Validate a caller's `out`: an ndarray of exactly `type` and `shape`,
  * native byte order, writeable.  With `any_layout` the kernel writes
  * through out's strides (any sign, any alignment), so every such array is
@@ -450,6 +483,10 @@ UNUSED_OK static int get_out(const char *fname, PyObject *obj, int type, int ndi
           PyArray_STRIDE(arr, ndim - 1) != (npy_intp)PyArray_ITEMSIZE(arr)))) {
         raise_about_array(PyExc_ValueError, fname, "out",
                           "aligned with a contiguous last axis", arr);
+        return -1;
+    }
+    if (array_overlaps_itself(arr)) {
+        raise_about_array(PyExc_ValueError, fname, "out", out_distinct_text, arr);
         return -1;
     }
     *out_arr = arr;
@@ -1351,7 +1388,14 @@ static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t
     engram_status status;
     int wants_pull = 0;
     uint64_t edges = 0;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    /*
+     * A run that stops for the pull layout may already have written out, so
+     * from then on the call must not fail: if memory runs short for the
+     * layout or for a run with it, every hop pushes instead (same results,
+     * and push scratch is what the first run had already obtained).
+     */
+    int may_have_written = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
         engram_arena *arena = engram_arena_get();
         if (arena == NULL) {
             Py_DECREF(out);
@@ -1363,15 +1407,28 @@ static PyObject *spread_impl(PyObject *module, PyObject *const *args, Py_ssize_t
                                    out_stride, &wants_pull, &edges);
         engram_arena_reset(arena);
         Py_END_ALLOW_THREADS
-        if (status != ENGRAM_OK || !wants_pull) break;
-        /* a hop wants to pull: build the layout (once per graph) and run again */
-        Py_CLEAR(view.arrays);
-        if (spread_get_view(graph, normalize, 1, &view) < 0 || view.g.pull == NULL) {
+        int out_of_memory = status == ENGRAM_ERR_NOMEM && may_have_written;
+        if (!out_of_memory && (status != ENGRAM_OK || !wants_pull)) break;
+        may_have_written = 1;
+        if (!out_of_memory) {
+            /* a hop wants to pull: build the layout (once per graph) and run again */
+            Py_CLEAR(view.arrays);
+            if (spread_get_view(graph, normalize, 1, &view) == 0 && view.g.pull != NULL) continue;
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_RuntimeError, "spread(): the graph gave no pull layout");
+            if (!PyErr_ExceptionMatches(PyExc_MemoryError)) {
+                Py_DECREF(out);
+                goto done;
+            }
+            PyErr_Clear();
+        }
+        Py_CLEAR(view.arrays);
+        if (spread_get_view(graph, normalize, 0, &view) < 0) {
             Py_DECREF(out);
             goto done;
         }
+        view.g.pull = NULL;
+        opt.direction = ENGRAM_SPREAD_PUSH;
     }
     if (status != ENGRAM_OK) {
         Py_DECREF(out);
@@ -1738,17 +1795,8 @@ static int decay_check_out(PyObject *obj, int type_num, npy_intp n, PyArrayObjec
         raise_about_array(PyExc_ValueError, "decay", "out", "aligned", arr);
         return -1;
     }
-    /* a zero stride makes every element one location: each result would
-     * overwrite the last, and in place the decay would compound */
-    if (n > 1 && PyArray_STRIDE(arr, 0) == 0) {
-        PyObject *desc = describe_array(arr);
-        if (desc) {
-            PyErr_Format(PyExc_ValueError,
-                         "decay(): out overlaps itself: its %" NPY_INTP_FMT " elements are one "
-                         "memory location, got %U; pass an array with a nonzero stride",
-                         n, desc);
-            Py_DECREF(desc);
-        }
+    if (array_overlaps_itself(arr)) {
+        raise_about_array(PyExc_ValueError, "decay", "out", out_distinct_text, arr);
         return -1;
     }
     *out_arr = arr;
@@ -2515,9 +2563,15 @@ static PyObject *py_kernel_names(PyObject *module, PyObject *unused) {
 
 static PyObject *py_set_num_threads(PyObject *module, PyObject *arg) {
     (void)module;
-    long n = PyLong_AsLong(arg);
+    if (PyBool_Check(arg) || PyArray_IsScalar(arg, Bool) || !PyIndex_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "set_num_threads(): n must be an int in 1..256, got %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    int overflow = 0;
+    long n = PyLong_AsLongAndOverflow(arg, &overflow);
     if (n == -1 && PyErr_Occurred()) return NULL;
-    if (n < 1 || n > 256 || PyBool_Check(arg)) {
+    if (overflow || n < 1 || n > 256) {
         PyErr_Format(PyExc_ValueError, "set_num_threads(): n must be in 1..256, got %R", arg);
         return NULL;
     }

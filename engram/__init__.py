@@ -14,9 +14,12 @@ signatures: the oracle of the tests and the fallback backend.
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import threading
 import warnings
+
+import numpy as np
 
 from . import _reference, _verify
 from ._verify import VerificationError
@@ -143,6 +146,8 @@ def simd_info() -> dict:
 
 
 def _check_backend(name) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {type(name).__name__}")
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
     if name == "c" and _core is None:
@@ -200,7 +205,9 @@ def backend_info() -> dict:
 def set_num_threads(n: int) -> None:
     """Threads used by calls with ``threads=None`` when their work is large."""
     if _core is None:
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 256:
+        if isinstance(n, (bool, np.bool_)) or not hasattr(type(n), "__index__"):
+            raise TypeError(f"set_num_threads(): n must be an int in 1..256, got {type(n).__name__}")
+        if not 1 <= operator.index(n) <= 256:
             raise ValueError(f"set_num_threads(): n must be in 1..256, got {n!r}")
         return
     _core.set_num_threads(n)
@@ -271,7 +278,10 @@ from . import arena  # noqa: E402
 
 def _apply_environment() -> None:
     if _core is not None:
-        warning = _core._dispatch_init(os.environ.get("ENGRAM_SIMD", "").strip() or None)
+        cap = os.environ.get("ENGRAM_SIMD", "").strip() or None
+        if cap is not None:  # undecodable bytes arrive as surrogates: shown escaped, never raised
+            cap = cap.encode("ascii", "backslashreplace").decode("ascii")
+        warning = _core._dispatch_init(cap)
         if warning:
             _warn_env(warning)
     name = os.environ.get("ENGRAM_BACKEND", "").strip()

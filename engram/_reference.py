@@ -13,6 +13,30 @@ import numpy as np
 
 __all__: list[str] = []
 
+#: what the C core says of an out= whose elements share memory
+_OUT_DISTINCT = "an array whose elements do not overlap (no zero stride, rows at least a row apart)"
+
+
+def _real(fname: str, name: str, value) -> float:
+    """float(value), where an int beyond the float range is a ValueError, as in the C core."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{fname}(): {name} is too large for a float, got {value!r}") from None
+
+
+def _overlaps_itself(a: np.ndarray) -> bool:
+    """Whether two elements of ``a`` share memory (a zero stride, rows closer than a row):
+    results written there would overwrite each other."""
+    if a.size <= 1:
+        return False
+    extent = a.itemsize
+    for n, s in sorted(((n, abs(s)) for n, s in zip(a.shape, a.strides) if n > 1), key=lambda t: t[1]):
+        if s < extent:
+            return True
+        extent += s * (n - 1)
+    return False
+
 # ==== similarity ====
 
 __all__ += ["cosine_similarity", "normalize", "top_k"]
@@ -111,6 +135,8 @@ def _check_out(fname, out, dtype, shape, inputs):
         raise ValueError(f"{fname}(): out must be {expected}, got {_describe(out)}")
     if not out.flags.writeable:
         raise ValueError(f"{fname}(): out must be writeable, got {_describe(out)}")
+    if _overlaps_itself(out):
+        raise ValueError(f"{fname}(): out must be {_OUT_DISTINCT}, got {_describe(out)}")
     for name, a in inputs:
         if a is not None and np.shares_memory(out, a):
             raise ValueError(f"{fname}(): out overlaps {name} in memory; pass a separate array")
@@ -444,6 +470,8 @@ def _spread_check_out(out, shape, g: Graph, seeds) -> None:
         raise ValueError(f"spread(): out must be {expected}, got {_describe(out)}")
     if not out.flags.writeable:
         raise ValueError(f"spread(): out must be writeable, got {_describe(out)}")
+    if _overlaps_itself(out):
+        raise ValueError(f"spread(): out must be {_OUT_DISTINCT}, got {_describe(out)}")
     if isinstance(seeds, np.ndarray) and np.shares_memory(out, seeds) and not (
         out.dtype == seeds.dtype and out.shape == seeds.shape
         and all(s == t for s, t, d in zip(out.strides, seeds.strides, out.shape) if d > 1)
@@ -560,11 +588,8 @@ def _decay_check(strength, age, stability, model, power, factor, out, validate, 
             raise ValueError(f"decay(): out must be {expected}, got {_describe(out)}")
         if not out.flags.writeable:
             raise ValueError(f"decay(): out must be writeable, got a read-only {_describe(out)}")
-        if n > 1 and out.strides[0] == 0:
-            raise ValueError(
-                f"decay(): out overlaps itself: its {n} elements are one memory location, "
-                f"got {_describe(out)}; pass an array with a nonzero stride"
-            )
+        if _overlaps_itself(out):
+            raise ValueError(f"decay(): out must be {_OUT_DISTINCT}, got {_describe(out)}")
         for other, name in ((a, "age"), (S, "stability")):
             if np.may_share_memory(out, other):
                 raise ValueError(f"decay(): out overlaps {name} in memory; pass a separate array")

@@ -37,19 +37,26 @@ def parse_size(text: str | int) -> int:
         return text
     if not isinstance(text, str):
         raise TypeError(f"arena size must be an int or a str like '2M', got {type(text).__name__}")
-    if _core is None:
-        return _parse_size_python(text)
-    return _core._parse_size(text)
+    try:
+        return _size_from_text(text)
+    except ValueError as exc:
+        raise ValueError(f"arena size {exc}") from None
 
 
-def _parse_size_python(text: str) -> int:
+def _size_from_text(text: str) -> int:
+    """Bytes from text, or ValueError("'<text>' is not a size ...")."""
+    if _core is not None and text.isascii():  # no size has other characters (nor surrogates)
+        return _core._parse_size(text)
     import re
 
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([kmg]?)(?:i?b)?\s*", text, re.IGNORECASE)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([kmg]?)(?:i?b)?\s*", text, re.IGNORECASE | re.ASCII)
     if not m:
-        raise ValueError(f"ENGRAM_ARENA_SIZE={text!r} is not a size (e.g. '2M' or '4MiB')")
+        raise ValueError(f"{text!r} is not a size (expected bytes, or a number with K/M/G, "
+                         "e.g. '2M' or '4MiB')")
     value = int(float(m.group(1)) * 1024 ** " kmg".index(m.group(2).lower() or " "))
-    return parse_size(value)
+    if not MIN_SIZE <= value <= MAX_SIZE:
+        raise ValueError(f"{text!r} is outside 64 KiB to 1 GiB ({value} bytes)")
+    return value
 
 
 def configure(size: int | str | None = None, overflow: str | None = None,
@@ -64,6 +71,8 @@ def configure(size: int | str | None = None, overflow: str | None = None,
     current = config()
     new_size = current["size"] if size is None else parse_size(size)
     new_overflow = current["overflow"] if overflow is None else overflow
+    if not isinstance(new_overflow, str):
+        raise TypeError(f"overflow must be 'heap' or 'raise', got {type(new_overflow).__name__}")
     if new_overflow not in ("heap", "raise"):
         raise ValueError(f"overflow must be 'heap' or 'raise', got {new_overflow!r}")
     zero = current["zero_on_reset"] if zero_on_reset is None else bool(zero_on_reset)
@@ -107,6 +116,8 @@ def _apply_environment(warn) -> None:
     if not text:
         return
     try:
-        configure(size=text)
-    except (ValueError, TypeError) as exc:
-        warn(f"{exc}; using the default {DEFAULT_SIZE >> 20} MiB")
+        size = _size_from_text(text)
+    except ValueError as exc:
+        warn(f"ENGRAM_ARENA_SIZE={exc}; using the default {DEFAULT_SIZE >> 20} MiB")
+        return
+    configure(size=size)

@@ -593,9 +593,117 @@ def _decay_stride_zero_out():
 
 
 CASES.append(("decay-out-stride-zero", _decay_stride_zero_out, ValueError,
-              ["out", "overlaps itself", "strides (0,)"]))
+              ["out", "elements do not overlap", "strides (0,)"]))
 
 # ==== end decay ====
+
+
+# ==== hardening ====
+# Rows for every item of the error list not covered above, for every public
+# function.  Builders make fresh arrays on every call, so each row also checks
+# that out= and in-place inputs are byte-identical after the error.
+
+_H_TOO_BIG = 10**400  # an int no float can hold
+_as_strided = np.lib.stride_tricks.as_strided
+
+
+def _h(fn, *args, guarded=(), **kwargs):
+    """A row's builder: fn(*args, **kwargs), each argument a value or a zero-argument factory."""
+    def build():
+        made_args = [a() if callable(a) and not isinstance(a, type) else a for a in args]
+        made_kwargs = {k: (v() if callable(v) and not isinstance(v, type) else v) for k, v in kwargs.items()}
+        guard = [a for a in made_args + list(made_kwargs.values()) if isinstance(a, np.ndarray)
+                 and a.nbytes < (1 << 24)]
+        return fn, tuple(made_args), made_kwargs, guard
+    return build
+
+
+def _h_f32(*shape, seed=1):
+    return lambda: np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _h_graph():
+    return engram.Graph(np.array([0, 2, 3, 4, 5, 5]), np.array([1, 2, 3, 4, 0]),
+                        np.array([0.5, 0.5, 1.0, 1.0, 1.0]))
+
+
+def _h_seeds(*shape):
+    def make():
+        s = np.zeros(shape, np.float32)
+        s[..., 0] = 1.0
+        return s
+    return make
+
+
+def _h_self_overlapping(shape, zero_axis=0, dtype=np.float32):
+    """A writeable out whose rows along zero_axis are the same memory."""
+    def make():
+        base = np.full(shape, 7.0, dtype)
+        strides = list(base.strides)
+        strides[zero_axis] = 0
+        return _as_strided(base, shape=shape, strides=strides)
+    return make
+
+
+_H_OVERLAP_WORDS = ["out", "do not overlap", "strides (0,"]
+
+CASES += [
+    # ints beyond every C type: a ValueError naming the argument, not OverflowError
+    ("h-cosine-threads-huge", _h(engram.cosine_similarity, _h_f32(2, 4), _h_f32(3, 4), threads=2**70),
+     ValueError, ["cosine_similarity()", "threads", "1..256", str(2**70)]),
+    ("h-cosine-threads-huge-negative", _h(engram.cosine_similarity, _h_f32(2, 4), _h_f32(3, 4), threads=-2**70),
+     ValueError, ["cosine_similarity()", "threads", str(-2**70)]),
+    ("h-top_k-threads-huge", _h(engram.top_k, _h_f32(2, 4), _h_f32(3, 4), 2, threads=2**64), ValueError,
+     ["top_k()", "threads", str(2**64)]),
+    ("h-spread-threads-huge", _h(engram.spread, _h_graph, _h_seeds(5), threads=2**70), ValueError,
+     ["spread()", "threads", str(2**70)]),
+    ("h-decay-threads-huge", _h(engram.decay, _h_f32(8), 1.0, threads=2**70), ValueError,
+     ["decay()", "threads", str(2**70)]),
+    # both backends take the same option values: None is not a normalisation
+    ("h-spread-normalize-None", _h(engram.spread, _h_graph, _h_seeds(5), normalize=None), TypeError,
+     ["spread()", "normalize", "'none', 'out'", "None"]),
+    ("h-set_num_threads-huge", _h(engram.set_num_threads, 2**70), ValueError,
+     ["set_num_threads()", "1..256", str(2**70)]),
+    # an out whose elements share memory would lose all results but one
+    ("h-cosine-out-zero-row-stride", _h(engram.cosine_similarity, _h_f32(3, 4), _h_f32(5, 4),
+                                         out=_h_self_overlapping((3, 5))), ValueError,
+     ["cosine_similarity()"] + _H_OVERLAP_WORDS),
+    ("h-cosine-out-vector-zero-stride", _h(engram.cosine_similarity, _h_f32(4), _h_f32(5, 4),
+                                            out=_h_self_overlapping((5,))), ValueError,
+     ["cosine_similarity()"] + _H_OVERLAP_WORDS),
+    ("h-normalize-out-rows-overlap",
+     _h(engram.normalize, _h_f32(3, 4), out=lambda: _as_strided(np.zeros(8, np.float32), shape=(3, 4), strides=(8, 4))),
+     ValueError, ["normalize()", "out", "do not overlap", "strides (8, 4)"]),
+    ("h-spread-out-zero-row-stride", _h(engram.spread, _h_graph, _h_seeds(2, 5),
+                                         out=_h_self_overlapping((2, 5))), ValueError,
+     ["spread()"] + _H_OVERLAP_WORDS),
+    ("h-decay-out-zero-stride", _h(engram.decay, _h_f32(8), 1.0, out=_h_self_overlapping((8,))), ValueError,
+     ["decay()"] + _H_OVERLAP_WORDS),
+    # the settings functions: a wrong type is a TypeError, a wrong value a ValueError, and
+    # neither changes the setting (test_settings_unchanged_after_errors)
+    ("h-arena-size-float", _h(engram.arena.configure, size=1.5), TypeError, ["arena size", "float"]),
+    ("h-arena-size-bool", _h(engram.arena.configure, size=True), TypeError, ["arena size", "bool"]),
+    ("h-arena-size-small", _h(engram.arena.configure, size=1024), ValueError, ["64 KiB", "1 GiB", "1024"]),
+    ("h-arena-size-large", _h(engram.arena.configure, size="2G"), ValueError, ["64 KiB", "1 GiB"]),
+    ("h-arena-size-text", _h(engram.arena.configure, size="lots"), ValueError, ["'lots'", "not a size"]),
+    ("h-arena-size-surrogate", _h(engram.arena.configure, size="\udcff"), ValueError, ["not a size"]),
+    ("h-arena-overflow-int", _h(engram.arena.configure, overflow=3), TypeError, ["'heap'", "'raise'", "int"]),
+    ("h-arena-overflow-text", _h(engram.arena.configure, overflow="spill"), ValueError,
+     ["'heap'", "'raise'", "'spill'"]),
+    ("h-set_backend-None", _h(engram.set_backend, None), TypeError, ["'c'", "'reference'", "NoneType"]),
+    ("h-set_backend-gpu", _h(engram.set_backend, "gpu"), ValueError, ["'c'", "'reference'", "'gpu'"]),
+    ("h-backend-gpu", _h(lambda name: engram.backend(name).__enter__(), "gpu"), ValueError, ["'gpu'"]),
+    ("h-verify-rate-high", _h(engram.verify, 1.5), ValueError, ["[0, 1]", "1.5"]),
+    ("h-verify-rate-nan", _h(engram.verify, float("nan")), ValueError, ["[0, 1]", "nan"]),
+    ("h-verify-rate-text", _h(engram.verify, "0.5"), (TypeError, ValueError), ["[0, 1]", "'0.5'"]),
+    ("h-set_num_threads-zero", _h(engram.set_num_threads, 0), ValueError, ["set_num_threads()", "1..256", "0"]),
+    ("h-set_num_threads-float", _h(engram.set_num_threads, 1.5), TypeError,
+     ["set_num_threads()", "1..256", "float"]),
+    ("h-set_num_threads-bool", _h(engram.set_num_threads, True), TypeError, ["set_num_threads()", "bool"]),
+    ("h-set_num_threads-None", _h(engram.set_num_threads, None), TypeError, ["set_num_threads()", "NoneType"]),
+]
+
+# ==== end hardening ====
 
 
 @pytest.mark.parametrize("case_id, build, exc, words", CASES, ids=[c[0] for c in CASES])
@@ -610,3 +718,96 @@ def test_bad_input(case_id, build, exc, words, c_backend):
         assert word in message, f"{word!r} not in {message!r}"
     for a, b in zip(guarded, before):
         assert a.tobytes() == b.tobytes(), "an array was written before the error"
+
+
+def test_settings_unchanged_after_errors(c_backend):
+    """A refused setting leaves every setting as it was."""
+    before = (engram.arena.config(), engram.get_num_threads(), engram.verify(), engram.simd_info())
+    for case_id, build, exc, _ in CASES:
+        if case_id.startswith(("h-arena", "h-set_", "h-backend", "h-verify")):
+            fn, args, kwargs, _ = build()
+            with pytest.raises(exc):
+                fn(*args, **kwargs)
+    assert (engram.arena.config(), engram.get_num_threads(), engram.verify(), engram.simd_info()) == before
+    assert engram.backend_info()["active"] == "c"
+
+
+#: (variable, bad value, words of the one RuntimeWarning): a bad environment never stops the
+#: import; it warns once and keeps the default, and every kernel still runs.
+ENV_CASES = [
+    ("ENGRAM_SIMD", "sse9", ["ENGRAM_SIMD=sse9", "not a SIMD level", "using"]),
+    ("ENGRAM_SIMD", "\udcff", ["ENGRAM_SIMD=", "not a SIMD level"]),
+    ("ENGRAM_ARENA_SIZE", "abc", ["ENGRAM_ARENA_SIZE='abc'", "not a size", "default 2 MiB"]),
+    ("ENGRAM_ARENA_SIZE", "1k", ["ENGRAM_ARENA_SIZE='1k'", "64 KiB to 1 GiB", "default"]),
+    ("ENGRAM_ARENA_SIZE", "5G", ["ENGRAM_ARENA_SIZE='5G'", "64 KiB to 1 GiB"]),
+    ("ENGRAM_ARENA_SIZE", "\udcff", ["ENGRAM_ARENA_SIZE=", "not a size"]),
+    ("ENGRAM_BACKEND", "gpu", ["ENGRAM_BACKEND='gpu'", "'c', 'reference'", "default"]),
+    ("ENGRAM_NUM_THREADS", "0", ["ENGRAM_NUM_THREADS='0'", "1..256"]),
+    ("ENGRAM_NUM_THREADS", "abc", ["ENGRAM_NUM_THREADS='abc'", "1..256"]),
+    ("ENGRAM_NUM_THREADS", "9" * 30, ["ENGRAM_NUM_THREADS=", "1..256"]),
+    ("ENGRAM_STATS", "maybe", ["ENGRAM_STATS='maybe'", "0 or 1"]),
+    ("ENGRAM_VERIFY", "2", ["ENGRAM_VERIFY='2'", "[0, 1]", "off"]),
+    ("ENGRAM_VERIFY", "nan", ["ENGRAM_VERIFY='nan'", "[0, 1]"]),
+    ("ENGRAM_VERIFY_STRICT", "maybe", ["ENGRAM_VERIFY_STRICT='maybe'", "0 or 1"]),
+]
+
+_ENV_PROBE = """
+import warnings, sys
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    import engram
+import numpy as np
+x = np.arange(1, 9, dtype=np.float32).reshape(2, 4)
+assert abs(engram.cosine_similarity(x[0], x[0]) - 1.0) < 1e-6
+assert engram.top_k(x, x, 1)[1].tolist() == [[0], [1]]
+assert engram.decay(np.ones(4, np.float32), 0.0).tolist() == [1.0] * 4
+assert engram.spread(engram.Graph(np.array([0, 1, 1]), np.array([1])), {0: 1.0}).shape == (2,)
+for w in caught:
+    print(f"{w.category.__name__}: {w.message}")
+"""
+
+
+@pytest.mark.parametrize("var, value, words", ENV_CASES, ids=[f"{v}={x[:6]!r}" for v, x, _ in ENV_CASES])
+def test_bad_environment_warns_once_and_runs(var, value, words):
+    from helpers import run_python
+
+    r = run_python(_ENV_PROBE, env={var: value})  # a surrogate reaches the child as the byte 0xff
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.startswith("RuntimeWarning")]
+    assert len(lines) == 1, r.stdout + r.stderr
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+
+
+# ==== hardening: positive tests ====
+
+
+@pytest.fixture
+def small_raising_arena():
+    """The smallest arena, failing instead of spilling to the heap."""
+    before = engram.arena.config()
+    engram.arena.configure(size="64k", overflow="raise")
+    try:
+        yield
+    finally:
+        engram.arena.configure(**before)
+
+
+@pytest.mark.parametrize("n", [1, 9, 300])
+def test_spread_with_out_in_the_smallest_raising_arena(n, small_raising_arena, c_backend):
+    """A graph whose hops want the pull layout, in an arena too small to build it: the call
+    still answers correctly (pushing instead), and never leaves out half-written."""
+    rng = np.random.default_rng(n)
+    indptr = np.arange(0, 3 * n + 1, 3)
+    g = engram.Graph(indptr, rng.integers(0, n, 3 * n), rng.random(3 * n))
+    seeds = rng.random(n).astype(np.float32)
+    out = np.full(n, 7.0, np.float32)
+    try:
+        result = engram.spread(g, seeds, out=out)
+    except MemoryError:
+        assert np.all(out == 7.0), "out was written before the MemoryError"
+        return
+    assert result is out
+    with engram.backend("reference"):
+        expected = engram.spread(g, seeds)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-7)

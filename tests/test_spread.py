@@ -673,13 +673,31 @@ def small_arena(size):
         engram.spread(engram.Graph(np.zeros(1, np.int64), np.zeros(0, np.int64)), {})
 
 
-def test_failing_layout_build_leaves_out_untouched():
-    """The first run fits the arena, the run with the pull layout does not: MemoryError, and out
-    (or the seeds given as out) exactly as it was, whatever form the seeds take."""
+def test_pull_layout_short_of_memory_falls_back_to_pushing():
+    """The first run fits the arena, the pull layout does not: the hops push instead and the
+    result is the reference's, whatever form the seeds and out take."""
     mat, seeds = chain_and_cloud(1000, 5000)
     for name, s, shape in (("batch", seeds.astype(np.float64), seeds.shape),
                            ("one row", seeds[1].astype(np.float64), seeds.shape[1:]),
                            ("dict", {int(i): 1.0 for i in range(1000)}, seeds.shape[1:])):
+        out = np.full(shape, -7.0, np.float32)
+        expected = ref.spread(mat, s)
+        with small_arena("64K"):
+            assert engram.spread(engram.Graph(mat), s, out=out, threads=1) is out
+        assert_close(out, expected, name)
+    inplace = seeds.copy()
+    with small_arena("64K"):
+        engram.spread(engram.Graph(mat), inplace, out=inplace, threads=1)
+    assert_close(inplace, ref.spread(mat, seeds), "in place")
+
+
+def test_failing_scratch_leaves_out_untouched():
+    """A graph whose frontier scratch does not fit the arena at all: MemoryError, and out (or
+    the seeds given as out) exactly as it was, whatever form the seeds take."""
+    mat, seeds = chain_and_cloud(20000, 100000)
+    for name, s, shape in (("batch", seeds.astype(np.float64), seeds.shape),
+                           ("one row", seeds[1].astype(np.float64), seeds.shape[1:]),
+                           ("dict", {int(i): 1.0 for i in range(20000)}, seeds.shape[1:])):
         out = np.full(shape, -7.0, np.float32)
         with small_arena("64K"), pytest.raises(MemoryError):
             engram.spread(engram.Graph(mat), s, out=out, threads=1)
