@@ -282,4 +282,5 @@ def benchmark_top_k(n: int = 1_000_000, d: int = 768, n_chunks: int = 64, n_quer
         "in_memory_seconds": {"best": min(memory_times), "median": statistics.median(memory_times)},
         "overhead": statistics.median(cluster_times) / statistics.median(memory_times),
         "equal": equal,
+        "backend": engram.get_backend(),  # of the in-memory side
     }

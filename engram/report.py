@@ -895,10 +895,6 @@ def build_report(settings: Settings, kernels: dict, workloads: dict, progress_st
         progress.note(f"workload {wid}: {w.title}")
         results[wid] = run_workload(w, settings, workloads)
         progress.step(f"{wid} {results[wid]['status']}")
-    if restore_backend is not None:
-        engram.set_backend(restore_backend)
-    if restore_stats:
-        engram.stats(enable=True)
     for wid, w in workloads.items():
         res = results[wid]
         res["goals"] = [check_goal(g, res) for g in w.goals]
@@ -933,6 +929,11 @@ def build_report(settings: Settings, kernels: dict, workloads: dict, progress_st
     else:
         report["scale_out"] = {"status": "not run in --quick (a 3 GB corpus on a cluster takes a minute)"
                                if settings.quick else "skipped (Settings.scale_out=False)"}
+    # every measurement above ran on the plain C path; the caller's settings come back now
+    if restore_backend is not None:
+        engram.set_backend(restore_backend)
+    if restore_stats:
+        engram.stats(enable=True)
     try:
         report["claims"] = claims(report)
     except Exception as exc:  # a malformed section must not cost the measurements

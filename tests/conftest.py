@@ -40,15 +40,23 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+    parser.addoption("--sanitized", action="store_true",
+                     help="the extension is built with ASan+UBSan (tools/sanitize.sh passes this): "
+                          "skip the tests marked plain_build")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-slow"):
-        return
-    slow = pytest.mark.skip(reason="slow: run with --run-slow (the full sweep runs outside CI's budget)")
+    skips = []
+    if not config.getoption("--run-slow"):
+        skips.append(("slow", pytest.mark.skip(
+            reason="slow: run with --run-slow (the full sweep runs outside CI's budget)")))
+    if config.getoption("--sanitized"):
+        skips.append(("plain_build", pytest.mark.skip(
+            reason="under ASan the quarantine and shadow memory grow RSS, and valgrind cannot run it")))
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(slow)
+        for keyword, marker in skips:
+            if keyword in item.keywords:
+                item.add_marker(marker)
 
 
 def usable_simd_levels() -> list[str]:

@@ -25,6 +25,8 @@ import pytest
 import engram
 from helpers import rss_bytes
 
+pytestmark = pytest.mark.plain_build  # RSS and heap bounds mean nothing under ASan's quarantine
+
 WARMUP = 200
 LOOP = 10_000
 LOOP_MIN = 1_000

@@ -27,7 +27,8 @@ from engram import _kernels, regress
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed"),
+              pytest.mark.plain_build]
 
 ROWS = textwrap.dedent('''
     import numpy as np

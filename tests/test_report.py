@@ -120,7 +120,7 @@ ERRORS = Workload(id="F5", kernel="fake_scale", title="engram call raises", setu
 
 def fast_settings(tmp_path, **kw):
     s = report.Settings(out=tmp_path, cases=60, validation_budget=5.0, timing_budget=0.03, max_samples=20,
-                        min_sample_time=2e-4, arena=False)
+                        min_sample_time=2e-4, arena=False, load=False, scale_out=False)
     for k, v in kw.items():
         setattr(s, k, v)
     return s
@@ -404,6 +404,30 @@ def test_arena_sizing_end_to_end_with_stand_in_kernels(tmp_path, monkeypatch):
     assert high_water["met"] == (out["dims"][768]["at_default"]["max_need"] <= 847_000)
     assert claims["1536-d: 4 MB keeps overflows < 0.1 %"]["met"] == (out["dims"][1536]["smallest_size"] <= 4 << 20)
     assert claims["arena reset: sub-microsecond"]["met"] is True
+
+
+def test_load_and_scale_out_sections_run_on_the_plain_c_path(tmp_path):
+    """Small versions of the under-load and scaling-out sections, in a report started on the
+    reference backend with stats on: both measure the C core, and both render."""
+    pytest.importorskip("distributed")
+    previous = engram.set_backend("reference")
+    engram.stats(enable=True)
+    try:
+        settings = fast_settings(tmp_path, load=True, load_seconds=0.5, load_memories=2_000,
+                                 scale_out=True, scale_out_rows=20_000)
+        rep = report.build_report(settings, {k: v for k, v in load()[0].items()}, {},
+                                  progress_stream=open(os.devnull, "w"))
+        assert engram.get_backend() == "reference" and engram.stats()["enabled"]  # restored
+    finally:
+        engram.set_backend(previous)
+        engram.stats(enable=False)
+    assert rep["load"]["status"] == "ok", rep["load"]
+    assert rep["load"]["engine"]["backend"] == "c"
+    out = rep["scale_out"]
+    assert out["status"] == "ok", out
+    assert out["equal"] and out["overhead"] > 0 and out["n"] == 20_000 and out["backend"] == "c"
+    md = report.render_markdown(rep)
+    assert "Under load" in md and "Scaling out" in md
 
 
 def test_benchmarks_run_on_the_plain_c_path(tmp_path):

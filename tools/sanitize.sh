@@ -44,5 +44,6 @@ if [ "${1:-}" = "--run" ]; then
     "$py" "$@"
 else
     echo "sanitize: running pytest under ASan+UBSan in $work"
-    "$py" -m pytest -p no:cacheprovider "${@:--q}"
+    # --sanitized skips the tests that measure RSS or run valgrind (marked plain_build)
+    "$py" -m pytest -p no:cacheprovider --sanitized "${@:--q}"
 fi
