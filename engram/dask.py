@@ -21,12 +21,15 @@ the shared graph once).
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
 try:
     import dask
     import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
         "engram.dask needs Dask: pip install 'engram[dask]' (dask[array] and distributed)"
@@ -84,14 +87,56 @@ def _merge(parts, k):
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
-def top_k(queries, corpus, k, *, metric="cosine", threads=None, split_every=8):
+def _top_k_graph(q, corpus, k, metric, threads, split_every, dtype, n_queries):
+    """(scores, ids) Dask arrays over one graph: a task per chunk, then the merge tree.
+
+    Written as a plain task graph rather than with dask.delayed: building a
+    delayed call per chunk and per merge costs tens of milliseconds per call,
+    a visible share of a scan of a few hundred.  The queries are one key, so
+    each worker receives them once instead of inside every task.
+    """
+    token = tokenize(q, corpus.name, k, metric, threads, split_every)
+    name = f"engram-top_k-{token}"
+    q_key = (f"{name}-queries", 0)
+    dsk: dict = {q_key: q}
+    offsets = np.concatenate([[0], np.cumsum(corpus.chunks[0])[:-1]]).astype(np.int64)
+    level = []
+    for i, (row, offset) in enumerate(zip(corpus.__dask_keys__(), offsets)):
+        key = (f"{name}-chunk", i)
+        dsk[key] = (_chunk_top_k, q_key, row[0], k, metric, int(offset), threads)
+        level.append(key)
+    depth = 0
+    while len(level) > 1 or depth == 0:
+        merged = []
+        for j in range(0, len(level), split_every):
+            key = (f"{name}-merge{depth}", j // split_every)
+            dsk[key] = (_merge, list(level[j:j + split_every]), k)
+            merged.append(key)
+        level, depth = merged, depth + 1
+    scores_name, ids_name = f"{name}-scores", f"{name}-ids"
+    layers = {
+        name: dsk,
+        scores_name: {(scores_name, 0, 0): (operator.getitem, level[0], 0)},
+        ids_name: {(ids_name, 0, 0): (operator.getitem, level[0], 1)},
+    }
+    layers.update(corpus.dask.layers)
+    dependencies = {name: set(corpus.__dask_layers__()), scores_name: {name}, ids_name: {name}}
+    dependencies.update(corpus.dask.dependencies)
+    graph = HighLevelGraph(layers, dependencies)
+    chunks = ((n_queries,), (k,))
+    return (da.Array(graph, scores_name, chunks, dtype=dtype),
+            da.Array(graph, ids_name, chunks, dtype=np.int64))
+
+
+def top_k(queries, corpus, k, *, metric="cosine", threads=None, split_every=32):
     """The k best rows of a row-chunked Dask ``corpus`` for each query.
 
     ``queries`` is a NumPy array (or a small Dask array, computed once),
     ``(d,)`` or ``(q, d)``.  Returns lazy ``(scores, ids)`` Dask arrays of
     shape ``(q, k)`` (``(k,)`` for one query), equal to
     ``engram.top_k(queries, corpus.compute(), k, metric=metric)``.
-    ``split_every`` is the fan-in of the merge tree.
+    ``split_every`` is the fan-in of the merge tree (merging is cheap next to
+    scanning a chunk, so a wide tree with few tasks is faster).
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"k must be a positive int, got {k!r}")
@@ -107,18 +152,11 @@ def top_k(queries, corpus, k, *, metric="cosine", threads=None, split_every=8):
     dtype = np.result_type(q.dtype, corpus.dtype)
     n_queries = 1 if q.ndim == 1 else q.shape[0]
 
-    blocks = corpus.to_delayed().ravel()
-    offsets = np.concatenate([[0], np.cumsum(corpus.chunks[0])[:-1]]).astype(np.int64)
-    chunk_top = dask.delayed(_chunk_top_k, pure=True)
-    merge = dask.delayed(_merge, pure=True)
-    level = [chunk_top(q, b, k, metric, int(o), threads) for b, o in zip(blocks, offsets)]
-    if not level:  # an empty corpus: every slot is padding
-        level = [dask.delayed((np.full((n_queries, k), -np.inf, dtype), np.full((n_queries, k), -1, np.int64)))]
-    while len(level) > 1:
-        level = [merge(level[i:i + split_every], k) for i in range(0, len(level), split_every)]
-    final = merge(level, k)
-    scores = da.from_delayed(final[0], shape=(n_queries, k), dtype=dtype)
-    ids = da.from_delayed(final[1], shape=(n_queries, k), dtype=np.int64)
+    if corpus.shape[0] == 0:  # an empty corpus: every slot is padding
+        scores = da.from_array(np.full((n_queries, k), -np.inf, dtype))
+        ids = da.from_array(np.full((n_queries, k), -1, np.int64))
+    else:
+        scores, ids = _top_k_graph(q, corpus, k, metric, threads, split_every, dtype, n_queries)
     if q.ndim == 1:
         return scores[0], ids[0]
     return scores, ids
@@ -250,31 +288,36 @@ def benchmark_top_k(n: int = 1_000_000, d: int = 768, n_chunks: int = 64, n_quer
     from distributed import Client, LocalCluster, wait
 
     rows_per_chunk = math.ceil(n / n_chunks)
-    queries = np.random.default_rng(seed + 1).standard_normal((n_queries, d)).astype(np.float32)
+    rng = np.random.default_rng(seed + 1)
+    # fresh queries for every call: equal inputs would give equal task keys, and a cluster
+    # may answer those from results it still holds
+    query_sets = [rng.standard_normal((n_queries, d)).astype(np.float32) for _ in range(repeats + 1)]
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         corpus = da.random.default_rng(seed).standard_normal((n, d), chunks=(rows_per_chunk, d))
         corpus = client.persist(corpus.astype(np.float32))
         wait(corpus)
 
-        def on_cluster():
+        def on_cluster(queries):
             return client.compute(list(top_k(queries, corpus, k)), sync=True)
 
-        on_cluster()  # warm the workers (imports, first-touch of their arenas)
-        cluster_times = []
-        for _ in range(repeats):
+        on_cluster(query_sets[0])  # warm the workers (imports, first-touch of their arenas)
+        cluster_times, answers = [], []
+        for queries in query_sets[1:]:
             t0 = time.perf_counter()
-            scores, ids = on_cluster()
+            answers.append(on_cluster(queries))
             cluster_times.append(time.perf_counter() - t0)
-        local = corpus.compute()
-    engram.top_k(queries, local, k, threads=workers)
+        # gathered from the workers the array can come back unaligned; an in-memory corpus is not
+        local = np.require(corpus.compute(), np.float32, ["C_CONTIGUOUS", "ALIGNED"])
+    engram.top_k(query_sets[0], local, k, threads=workers)
     memory_times = []
-    for _ in range(repeats):
+    equal = True
+    for queries, (scores, ids) in zip(query_sets[1:], answers):
         t0 = time.perf_counter()
         want_scores, want_ids = engram.top_k(queries, local, k, threads=workers)
         memory_times.append(time.perf_counter() - t0)
+        equal = equal and bool(np.array_equal(ids, want_ids) and np.array_equal(scores, want_scores))
     del local
-    equal = bool(np.array_equal(ids, want_ids) and np.array_equal(scores, want_scores))
     return {
         "n": n, "d": d, "chunks": n_chunks, "queries": n_queries, "k": k, "workers": workers,
         "corpus_bytes": n * d * 4,
