@@ -461,17 +461,7 @@ def _spread_check(graph, seeds, max_depth, decay, threshold, normalize, combine,
 def _spread_check_out(out, shape, g: Graph, seeds) -> None:
     """out as the C core checks it: type, dtype, shape, writeable, no overlap with the seeds
     (unless exactly the same array) or with the graph's arrays."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"spread(): out must be a numpy.ndarray, got {type(out).__name__}")
-    expected = f"a writeable float32 array of shape {shape}"
-    if out.dtype != np.float32:
-        raise TypeError(f"spread(): out must be {expected}, got {_describe(out)}")
-    if out.shape != shape:
-        raise ValueError(f"spread(): out must be {expected}, got {_describe(out)}")
-    if not out.flags.writeable:
-        raise ValueError(f"spread(): out must be writeable, got {_describe(out)}")
-    if _overlaps_itself(out):
-        raise ValueError(f"spread(): out must be {_OUT_DISTINCT}, got {_describe(out)}")
+    _check_out("spread", out, np.dtype(np.float32), shape, [])
     if isinstance(seeds, np.ndarray) and np.shares_memory(out, seeds) and not (
         out.dtype == seeds.dtype and out.shape == seeds.shape
         and all(s == t for s, t, d in zip(out.strides, seeds.strides, out.shape) if d > 1)
