@@ -2651,7 +2651,10 @@ static PyMethodDef core_methods[] = {
      "total ('sum') or keeps the larger ('max').  decay is a factor in (0, 1] or\n"
      "max_depth of them.  Arithmetic is IEEE float64: a pulse that overflows to inf\n"
      "sends NaN (inf * 0) along an edge of weight 0, NaN wins under 'sum' and 'max'\n"
-     "alike, and a node whose incoming pulse is NaN does not fire.\n"
+     "alike, and a node whose incoming pulse is NaN does not fire.  Without revisit\n"
+     "each node fires at most once, so at most n hops run whatever max_depth is; with\n"
+     "revisit, activity that does not fall below threshold (a cycle that grows or\n"
+     "keeps its weight) runs all max_depth hops.\n"
      "Returns the totals, (n,) or (b, n) float32; out= takes a float32 array of that\n"
      "shape in any layout, or seeds itself (float32, same layout); on any error it is\n"
      "left as it was."},

@@ -775,8 +775,13 @@ def _strategies():
         if draw(percent) < 3:
             kwargs["direction"] = draw(junk)
         depth = kwargs.get("max_depth")
-        if kwargs.get("revisit") and isinstance(depth, int) and 1000 < depth < 2**64:
-            kwargs["max_depth"] = 1000  # revisiting a cycle at decay 1 would really take 2**62 hops
+        if isinstance(depth, dict) and depth.get("t") == "py":
+            depth = depth.get("v")
+        if (kwargs.get("revisit") and isinstance(depth, int) and not isinstance(depth, bool)
+                and 1000 < depth < 2**64):
+            # with revisit the work is max_depth hops wherever activity does not die out
+            # (a growing or non-decaying cycle): 2**40 hops are hours of legitimate work
+            kwargs["max_depth"] = 1000
         return {"fn": "spread", "args": [g, seeds_], "kwargs": kwargs}
 
     def graph_ctor(draw):
